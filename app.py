@@ -1,0 +1,397 @@
+"""SMS delivery receipts: send through Telnyx, take its webhooks, say what happened."""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from dotenv import load_dotenv
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+import db
+from config import E164, ConfigError, load_settings
+from messaging import (
+    FAILURE_STATUSES,
+    FINAL_RANK,
+    KNOWN_STATUSES,
+    MalformedEvent,
+    parse_event,
+    update_from_send,
+)
+from signature import SignatureError, WebhookVerifier
+from telnyx_client import TelnyxClient, TelnyxError, TelnyxTimeout, TelnyxUnreachable
+
+log = logging.getLogger("receipts")
+
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+STATUS_FILTERS = (*KNOWN_STATUSES, "failed")
+
+api = Blueprint("api", __name__)
+
+
+class ApiError(Exception):
+    """An answer other than success: rendered as JSON `{"error": ...}`."""
+
+    def __init__(self, status, message, headers=None, **extra):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes work with, built once per app."""
+
+    settings: object
+    database: db.Database
+    telnyx: TelnyxClient
+    verifier: WebhookVerifier
+
+
+def create_app(config=None):
+    """Build the app from the environment, then `config`; `.env` when none is given."""
+    if config is None:
+        load_dotenv(Path.cwd() / ".env")
+    settings = load_settings({**os.environ, **(config or {})})
+    _configure_logging()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    app.debug = settings.debug
+
+    database = db.Database(settings.database_path)
+    database.migrate()
+    app.extensions["receipts"] = Services(
+        settings=settings,
+        database=database,
+        telnyx=TelnyxClient(
+            settings.api_key, settings.base_url, settings.telnyx_timeout
+        ),
+        verifier=WebhookVerifier(settings.public_keys, settings.webhook_tolerance),
+    )
+
+    app.register_blueprint(api)
+    app.register_error_handler(ApiError, _render_api_error)
+    app.register_error_handler(HTTPException, _render_http_error)
+    app.register_error_handler(db.StorageError, _render_storage_error)
+    app.register_error_handler(Exception, _render_unexpected_error)
+    log.info("ready: database %s", settings.database_path)
+    return app
+
+
+def _services():
+    return current_app.extensions["receipts"]
+
+
+# Sending
+
+
+@api.post("/sms/send")
+def send_sms():
+    to, text = _read_send_request()
+    services = _services()
+    settings = services.settings
+
+    try:
+        message = services.telnyx.send_message(
+            settings.phone_number,
+            to,
+            text,
+            profile_id=settings.messaging_profile_id,
+            webhook_url=settings.webhook_url,
+        )
+    except (TelnyxError, TelnyxTimeout, TelnyxUnreachable) as error:
+        raise _send_failure(error) from error
+
+    update = update_from_send(message, settings.phone_number, to, text)
+    try:
+        db.record_sent(services.database, update)
+    except db.StorageError as error:
+        # The text is on its way: say so, so that nobody sends it again. Its
+        # status webhooks will create the row once the database is back.
+        log.error("send accepted but not stored: message %s", update.message_id)
+        raise ApiError(
+            500,
+            "Telnyx accepted the message but it could not be stored; do not send "
+            "it again. Its status webhooks will record it.",
+            message_id=update.message_id,
+        ) from error
+    log.info("send accepted: message %s, status %s", update.message_id, update.status)
+    return jsonify(
+        message_id=update.message_id,
+        status=update.status,
+        **{"from": settings.phone_number, "to": to},
+    )
+
+
+def _read_send_request():
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, 'The body must be a JSON object: {"to", "message"}.')
+
+    unknown = sorted(set(body) - {"to", "message"})
+    if unknown:
+        raise ApiError(400, f"Unknown fields: {', '.join(unknown)}.")
+    to, text = body.get("to"), body.get("message")
+    if not isinstance(to, str) or not E164.match(to):
+        raise ApiError(400, "'to' must be an E.164 phone number, e.g. +12025550147.")
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "'message' must be a non-empty string.")
+    return to, text
+
+
+def _send_failure(error):
+    """Choose our answer to a failed send; every one says whether it may have gone."""
+    if isinstance(error, TelnyxTimeout):
+        log.warning("send outcome unknown: Telnyx did not answer in time")
+        return ApiError(
+            504,
+            "Telnyx did not answer in time. The text may still be sent: check "
+            "GET /messages before sending it again.",
+        )
+    if isinstance(error, TelnyxUnreachable):
+        log.warning("send failed: Telnyx unreachable (%s)", error)
+        return ApiError(
+            503,
+            "Telnyx could not be reached or closed the connection. The text was "
+            "probably not sent: check GET /messages before sending it again.",
+        )
+
+    log.warning(
+        "send refused: Telnyx HTTP %s, code %s", error.status, error.code or "none"
+    )
+    details = {"status": error.status, "code": error.code, "title": error.title}
+    details["detail"] = error.detail
+    if error.status == 401:
+        return ApiError(
+            401,
+            "Telnyx refused the API key: check TELNYX_API_KEY.",
+            telnyx_error=details,
+        )
+    if error.status == 429:
+        headers = {"Retry-After": error.retry_after} if error.retry_after else {}
+        return ApiError(
+            429,
+            "Telnyx is limiting this account's request rate; try again later.",
+            headers=headers,
+            telnyx_error=details,
+        )
+    if 400 <= error.status < 500:
+        return ApiError(
+            422 if error.status == 422 else 400,
+            f"Telnyx refused the message: {error.title or 'no reason given'}.",
+            telnyx_error=details,
+        )
+    return ApiError(
+        502,
+        "Telnyx failed to take the message. It was probably not sent: check "
+        "GET /messages before sending it again.",
+        telnyx_error=details,
+    )
+
+
+# Webhooks
+
+
+@api.post("/webhooks/message")
+def receive_webhook():
+    services = _services()
+    body = request.get_data(cache=False)
+
+    try:
+        services.verifier.verify(request.headers, body)
+    except SignatureError as error:
+        log.warning("webhook rejected: %s", error.reason)
+        raise ApiError(401, f"Webhook signature rejected: {error}") from error
+    try:
+        event = parse_event(body)
+    except MalformedEvent as error:
+        log.warning("webhook malformed: %s", error)
+        raise ApiError(400, f"Not a well-formed Telnyx event: {error}") from error
+
+    if event.message is None:
+        log.info("webhook ignored: event %s, type %s", event.event_id, event.event_type)
+        return jsonify(status="ignored")
+
+    update = event.message
+    database = services.database
+    applied = db.apply_event(database, event.event_id, event.event_type, update)
+    outcome = "processed" if applied else "already_processed"
+    log.info(
+        "webhook %s: event %s, %s, message %s, status %s",
+        outcome,
+        event.event_id,
+        event.event_type,
+        update.message_id,
+        update.status,
+    )
+    return jsonify(status=outcome)
+
+
+# Queries
+
+
+@api.get("/messages/<message_id>")
+def show_message(message_id):
+    found = db.get_message(_services().database, message_id)
+    if found is None:
+        raise ApiError(404, f"No message with id {message_id!r} is stored.")
+
+    row, receipt, events = found
+    shown = _message_json(row)
+    if receipt is not None:
+        shown["delivery_receipt"] = {
+            "status": receipt["status"],
+            "error": _error_json(receipt),
+            "event_id": receipt["event_id"],
+            "occurred_at": receipt["occurred_at"],
+            "recorded_at": receipt["recorded_at"],
+        }
+    shown["events"] = [
+        {
+            "event_id": event["event_id"],
+            "type": event["event_type"],
+            "status": event["status"],
+            "occurred_at": event["occurred_at"],
+        }
+        for event in events
+    ]
+    return jsonify(shown)
+
+
+@api.get("/messages")
+def list_messages():
+    unknown = sorted(set(request.args) - {"status", "limit", "cursor"})
+    if unknown:
+        raise ApiError(400, f"Unknown query parameters: {', '.join(unknown)}.")
+    statuses = _status_filter(request.args.get("status"))
+    limit = _whole_number("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    cursor = _whole_number("cursor", None, 1, 2**62)
+
+    # One row more than asked tells whether a next page exists.
+    rows = db.list_messages(_services().database, statuses, cursor, limit + 1)
+    response = jsonify([_message_json(row) for row in rows[:limit]])
+    if len(rows) > limit:
+        query = {key: value for key, value in request.args.items() if key != "cursor"}
+        query["cursor"] = rows[limit - 1]["seq"]
+        response.headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
+    return response
+
+
+def _status_filter(value):
+    if value is None:
+        return None
+    if value == "failed":
+        return FAILURE_STATUSES
+    if value not in KNOWN_STATUSES:
+        raise ApiError(
+            400,
+            f"Unknown status {value!r}; use one of: {', '.join(STATUS_FILTERS)}.",
+            valid_statuses=list(STATUS_FILTERS),
+        )
+    return (value,)
+
+
+def _whole_number(name, default, low, high):
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise ApiError(400, f"'{name}' must be a whole number from {low} to {high}.")
+    return int(value)
+
+
+def _message_json(row):
+    cost = None
+    if row["cost_amount"] is not None:
+        cost = {"amount": row["cost_amount"], "currency": row["cost_currency"]}
+    return {
+        "message_id": row["message_id"],
+        "direction": row["direction"],
+        "from": row["from_number"],
+        "to": row["to_number"],
+        "text": row["text"],
+        "status": row["status"],
+        "final": row["status_rank"] >= FINAL_RANK,
+        "error": _error_json(row),
+        "parts": row["parts"],
+        "encoding": row["encoding"],
+        "cost": cost,
+        "sent_at": row["sent_at"],
+        "completed_at": row["completed_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def _error_json(row):
+    if row["error_code"] is None:
+        return None
+    return {
+        "code": row["error_code"],
+        "title": row["error_title"],
+        "detail": row["error_detail"],
+    }
+
+
+# Errors: every answer that is not a success is JSON {"error": ...}.
+
+
+def _render_api_error(error):
+    response = jsonify(error=error.message, **error.extra)
+    response.headers.update(error.headers)
+    return response, error.status
+
+
+def _render_http_error(error):
+    response = jsonify(error=error.description or error.name)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, error.code
+
+
+def _render_storage_error(error):
+    # Telnyx retries anything but a 2xx, so a receipt that could not be stored
+    # now is delivered again later instead of being lost.
+    log.error("storage failed: %s", error)
+    return jsonify(error="The database is unavailable; try again shortly."), 503
+
+
+def _render_unexpected_error(error):
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return jsonify(error="Internal error; the service logged the details."), 500
+
+
+def _configure_logging():
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    logging.getLogger("yoyo").setLevel(logging.WARNING)
+
+
+def main():
+    """Run the service with Flask's own server: for a laptop, not for production."""
+    try:
+        app = create_app()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        print("Copy .env.example to .env and fill it in.", file=sys.stderr)
+        return 2
+    settings = app.extensions["receipts"].settings
+    app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The one place that talks to Telnyx's REST API."""
+
+import logging
+
+import requests
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+
+
+class TelnyxError(Exception):
+    """Telnyx refused or failed a request; keeps its HTTP status and first error."""
+
+    def __init__(self, status, code=None, title=None, detail=None, retry_after=None):
+        super().__init__(title or f"Telnyx answered HTTP {status}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class TelnyxUnreachable(Exception):
+    """No answer could be had from Telnyx: no connection, or it was cut."""
+
+
+class TelnyxTimeout(Exception):
+    """Telnyx did not answer in time; the request may or may not have taken effect."""
+
+
+class TelnyxClient:
+    """A small client for the messaging endpoints this service uses."""
+
+    def __init__(self, api_key, base_url, timeout):
+        self._base_url = base_url.rstrip("/")
+        self._timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "User-Agent": "sms-delivery-receipts",
+            }
+        )
+
+    def send_message(self, from_number, to, text, profile_id=None, webhook_url=None):
+        """Ask Telnyx to send one SMS; return the message object it answers with."""
+        body = {"from": from_number, "to": to, "text": text}
+        if profile_id:
+            body["messaging_profile_id"] = profile_id
+        if webhook_url:
+            body["webhook_url"] = webhook_url
+        # Never retried: Telnyx offers no idempotency for sends, so a second try
+        # after a lost answer could deliver the text twice.
+        return self._request("POST", "/messages", json=body)
+
+    def get_message(self, message_id):
+        """Return Telnyx's current record of one message."""
+        return self._request("GET", f"/messages/{message_id}")
+
+    def _request(self, method, path, **kwargs):
+        url = self._base_url + path
+        try:
+            response = self._session.request(
+                method, url, timeout=self._timeout, **kwargs
+            )
+        except requests.ConnectTimeout as error:
+            raise TelnyxUnreachable("connection timed out") from error
+        except requests.Timeout as error:
+            raise TelnyxTimeout("Telnyx did not answer in time") from error
+        except requests.RequestException as error:
+            raise TelnyxUnreachable(type(error).__name__) from error
+
+        if not 200 <= response.status_code < 300:
+            raise _error_from(response)
+        try:
+            data = response.json()["data"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise TelnyxError(
+                response.status_code, title="Telnyx answered with an unreadable body"
+            ) from error
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise TelnyxError(
+                response.status_code, title="Telnyx answered without a message id"
+            )
+        return data
+
+
+def _error_from(response):
+    """Turn a non-200 answer into TelnyxError, reading Telnyx's `errors` list."""
+    first = {}
+    try:
+        errors = response.json().get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+    except (ValueError, AttributeError):
+        pass
+
+    return TelnyxError(
+        response.status_code,
+        code=_text(first.get("code")),
+        title=_text(first.get("title")),
+        detail=_text(first.get("detail")),
+        retry_after=response.headers.get("Retry-After"),
+    )
+
+
+def _text(value):
+    return None if value is None else str(value)[:500]

@@ -1,0 +1,94 @@
+"""Fixtures: the app on a temporary SQLite file, a Telnyx stand-in on loopback
+over real HTTP, and a real Ed25519 key pair that signs realistic events."""
+
+import base64
+
+import pytest
+from nacl.signing import SigningKey
+from support import API_KEY, FROM_NUMBER, Webhooks
+
+from app import create_app
+from telnyx_simulator import TelnyxSimulator
+
+# Settings the app reads; cleared so a developer's shell cannot leak into tests.
+SETTING_NAMES = (
+    "TELNYX_API_KEY",
+    "TELNYX_PUBLIC_KEY",
+    "TELNYX_PHONE_NUMBER",
+    "TELNYX_BASE_URL",
+    "TELNYX_MESSAGING_PROFILE_ID",
+    "TELNYX_WEBHOOK_URL",
+    "TELNYX_TIMEOUT_SECONDS",
+    "DATABASE_URL",
+    "WEBHOOK_TOLERANCE_SECONDS",
+    "FLASK_DEBUG",
+    "HOST",
+    "PORT",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def signing_key():
+    return SigningKey.generate()
+
+
+@pytest.fixture(scope="session")
+def public_key(signing_key):
+    return base64.b64encode(bytes(signing_key.verify_key)).decode()
+
+
+@pytest.fixture(scope="session")
+def telnyx_server():
+    simulator = TelnyxSimulator(
+        api_key=API_KEY, phone_number=FROM_NUMBER, slow_seconds=2.5
+    )
+    simulator.base_url = simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def telnyx(telnyx_server):
+    """The Telnyx stand-in, with no requests or messages from earlier tests."""
+    telnyx_server.reset()
+    return telnyx_server
+
+
+@pytest.fixture
+def database_path(tmp_path):
+    return tmp_path / "receipts.db"
+
+
+@pytest.fixture
+def settings(telnyx, public_key, database_path):
+    return {
+        "TELNYX_API_KEY": API_KEY,
+        "TELNYX_PUBLIC_KEY": public_key,
+        "TELNYX_PHONE_NUMBER": FROM_NUMBER,
+        "TELNYX_BASE_URL": telnyx.base_url,
+        "TELNYX_TIMEOUT_SECONDS": "1",
+        "DATABASE_URL": f"sqlite:///{database_path}",
+    }
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def webhooks(client, signing_key):
+    return Webhooks(client, signing_key)

@@ -1,0 +1,71 @@
+"""Helpers the tests share: fixture events and a client that signs webhooks."""
+
+import json
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from signature import sign
+
+FIXTURES = Path(__file__).parent / "fixtures"
+API_KEY = "KEY0123456789ABCDEF_test"
+FROM_NUMBER = "+13125550100"
+
+
+def load_event(name, event_id=None, message_id=None, status=None, **payload):
+    """Return a fixture event, with new ids, a recipient status or payload fields."""
+    document = json.loads((FIXTURES / f"{name}.json").read_text())
+    data = document["data"]
+    if event_id is not None:
+        data["id"] = event_id
+    if message_id is not None:
+        data["payload"]["id"] = message_id
+    if status is not None:
+        data["payload"]["to"][0]["status"] = status
+    data["payload"].update(payload)
+    return document
+
+
+def new_id():
+    return str(uuid.uuid4())
+
+
+class Webhooks:
+    """Posts events to the app signed as Telnyx signs them."""
+
+    def __init__(self, client, signing_key):
+        self.client = client
+        self.signing_key = signing_key
+
+    def post(self, document, timestamp=None, headers=None, key=None):
+        body = document
+        if not isinstance(body, bytes):
+            body = json.dumps(document).encode()
+        signed = sign(key or self.signing_key, body, timestamp or int(time.time()))
+        signed.update(headers or {})
+        return self.client.post(
+            "/webhooks/message",
+            data=body,
+            headers=signed,
+            content_type="application/json",
+        )
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url, seconds=15):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

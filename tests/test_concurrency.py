@@ -1,0 +1,109 @@
+"""Duplicate and out-of-order deliveries racing through a multi-process server."""
+
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from support import free_port, load_event, new_id, wait_for
+
+from signature import sign
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGES = 30
+COPIES = 4
+
+
+@pytest.fixture
+def server(tmp_path, public_key):
+    """The app under gunicorn with four worker processes on one SQLite file."""
+    port = free_port()
+    database = tmp_path / "receipts.db"
+    env = {
+        "PATH": os.environ["PATH"],
+        "TELNYX_API_KEY": "KEYunused",
+        "TELNYX_PUBLIC_KEY": public_key,
+        "TELNYX_PHONE_NUMBER": "+13125550100",
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/messages")
+        yield f"http://127.0.0.1:{port}", database, tmp_path / "server.log"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def test_duplicate_deliveries_across_workers_have_exactly_one_effect(
+    server, signing_key
+):
+    base_url, database, log_path = server
+    deliveries, finals = [], {}
+    for index in range(MESSAGES):
+        message_id = new_id()
+        failed = index % 3 == 0
+        final = load_event(
+            "message-finalized-delivery-failed"
+            if failed
+            else "message-finalized-delivered",
+            event_id=new_id(),
+            message_id=message_id,
+        )
+        sent = load_event("message-sent", event_id=new_id(), message_id=message_id)
+        finals[message_id] = "delivery_failed" if failed else "delivered"
+        deliveries += [final, sent] * COPIES
+    random.Random(7).shuffle(deliveries)
+
+    def deliver(event):
+        body = json.dumps(event).encode()
+        headers = {**sign(signing_key, body), "Content-Type": "application/json"}
+        response = requests.post(
+            f"{base_url}/webhooks/message", data=body, headers=headers, timeout=30
+        )
+        return event["data"]["id"], response.status_code, response.json()["status"]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(deliver, deliveries))
+    assert time.monotonic() - started < 120
+
+    assert {status for _, status, _ in results} == {200}
+    processed = [event_id for event_id, _, outcome in results if outcome == "processed"]
+    assert len(processed) == len(set(processed)) == MESSAGES * 2
+    assert sum(outcome == "already_processed" for *_, outcome in results) == (
+        MESSAGES * 2 * (COPIES - 1)
+    )
+
+    with sqlite3.connect(database) as conn:
+        receipts = dict(conn.execute("SELECT message_id, status FROM receipts"))
+        statuses = dict(conn.execute("SELECT message_id, status FROM messages"))
+        events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert receipts == finals
+    assert statuses == finals
+    assert events == MESSAGES * 2
+    assert "locked" not in log_path.read_text()

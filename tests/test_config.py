@@ -1,0 +1,162 @@
+"""Start-up: settings are checked together and refused with one clear message."""
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import free_port, wait_for
+
+from config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode()
+VALID = {
+    "TELNYX_API_KEY": "KEYabc",
+    "TELNYX_PUBLIC_KEY": PUBLIC_KEY,
+    "TELNYX_PHONE_NUMBER": "+13125550100",
+}
+
+
+def problems(source):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(source)
+    return str(caught.value)
+
+
+def test_defaults_apply_when_only_the_required_settings_are_given():
+    settings = load_settings(VALID)
+
+    assert settings.base_url == "https://api.telnyx.com/v2"
+    assert settings.database_path == "receipts.db"
+    assert (settings.host, settings.port) == ("127.0.0.1", 5000)
+    assert settings.webhook_tolerance == 300
+    assert settings.debug is False
+    assert settings.messaging_profile_id is None
+    assert settings.webhook_url is None
+
+
+def test_every_missing_setting_is_named_in_one_message_with_where_to_get_it():
+    message = problems({})
+
+    assert message.count("is missing") == 3
+    for name in ("TELNYX_API_KEY", "TELNYX_PUBLIC_KEY", "TELNYX_PHONE_NUMBER"):
+        assert name in message
+    assert "Keys & Credentials" in message
+    assert "My Numbers" in message
+
+
+def test_api_key_pasted_as_public_key_is_named_as_that_mistake():
+    message = problems({**VALID, "TELNYX_PUBLIC_KEY": "KEY0185A2B3C4D5E6F_xyz"})
+
+    assert "looks like an API key" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "mentions"),
+    [
+        (base64.b64encode(bytes(31)).decode(), "31 bytes"),
+        (base64.b64encode(bytes(64)).decode(), "64 bytes"),
+        ("not*base64", "not valid base64"),
+    ],
+)
+def test_public_key_must_decode_to_32_bytes(value, mentions):
+    message = problems({**VALID, "TELNYX_PUBLIC_KEY": value})
+
+    assert "TELNYX_PUBLIC_KEY" in message
+    assert mentions in message
+
+
+def test_several_public_keys_may_be_given_for_rotation():
+    second = base64.b64encode(bytes(range(1, 33))).decode()
+
+    settings = load_settings({**VALID, "TELNYX_PUBLIC_KEY": f"{PUBLIC_KEY}, {second}"})
+
+    assert len(settings.public_keys) == 2
+
+
+def test_malformed_settings_are_all_reported_together():
+    message = problems(
+        {
+            **VALID,
+            "TELNYX_PHONE_NUMBER": "3125550100",
+            "PORT": "eighty",
+            "WEBHOOK_TOLERANCE_SECONDS": "0",
+            "FLASK_DEBUG": "maybe",
+            "TELNYX_BASE_URL": "ftp://api.telnyx.com",
+            "DATABASE_URL": "mysql://localhost/receipts",
+        }
+    )
+
+    for name in (
+        "TELNYX_PHONE_NUMBER",
+        "PORT",
+        "WEBHOOK_TOLERANCE_SECONDS",
+        "FLASK_DEBUG",
+        "TELNYX_BASE_URL",
+        "DATABASE_URL",
+    ):
+        assert name in message
+
+
+def test_in_memory_database_is_refused():
+    assert "in-memory" in problems({**VALID, "DATABASE_URL": "sqlite:///:memory:"})
+
+
+def test_absolute_database_path_is_kept():
+    settings = load_settings({**VALID, "DATABASE_URL": "sqlite:////var/lib/r.db"})
+
+    assert settings.database_path == "/var/lib/r.db"
+
+
+# The real entry point, as a user runs it.
+
+
+def run_app(cwd, env, timeout=20):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def bare_environment():
+    return {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
+
+
+def test_python_app_without_settings_exits_with_the_message(tmp_path):
+    result = run_app(tmp_path, bare_environment())
+
+    assert result.returncode == 2
+    assert "TELNYX_API_KEY is missing" in result.stderr
+    assert "TELNYX_PUBLIC_KEY is missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_python_app_reads_dotenv_migrates_and_serves(tmp_path):
+    port = free_port()
+    settings = {**VALID, "PORT": str(port), "DATABASE_URL": "sqlite:///data/r.db"}
+    (tmp_path / ".env").write_text(
+        "".join(f"{name}={value}\n" for name, value in settings.items())
+    )
+
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        env=bare_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        response = wait_for(f"http://127.0.0.1:{port}/messages")
+        assert response.status_code == 200
+        assert response.json() == []
+        assert (tmp_path / "data" / "r.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
