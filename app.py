@@ -1,5 +1,6 @@
 """SMS delivery receipts: send through Telnyx, take its webhooks, say what happened."""
 
+import argparse
 import logging
 import os
 import sys
@@ -305,6 +306,8 @@ def _whole_number(name, default, low, high):
     if value is None:
         return default
     if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        if name == "cursor":
+            raise ApiError(400, "'cursor' must come from a Link header of this API.")
         raise ApiError(400, f"'{name}' must be a whole number from {low} to {high}.")
     return int(value)
 
@@ -380,18 +383,71 @@ def _configure_logging():
     logging.getLogger("yoyo").setLevel(logging.WARNING)
 
 
-def main():
-    """Run the service with Flask's own server: for a laptop, not for production."""
+def main(argv=None):
+    """`python app.py`: serve with Flask's own server, made for a laptop."""
+    args = _arguments().parse_args(argv)
+    if args.command == "trigger":
+        import sandbox
+
+        return sandbox.trigger(args)
+
     try:
-        app = create_app()
+        if args.sandbox:
+            import sandbox
+
+            app = sandbox.create_sandbox_app()
+            print(sandbox.banner(app), file=sys.stderr, flush=True)
+        else:
+            app = create_app()
     except ConfigError as error:
         print(error, file=sys.stderr)
-        print("Copy .env.example to .env and fill it in.", file=sys.stderr)
+        if not Path(".env").exists():
+            print("Copy .env.example to .env and fill it in.", file=sys.stderr)
         return 2
+
     settings = app.extensions["receipts"].settings
-    app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    # The sandbox's simulator lives in this process: a reloader would start two.
+    reload = settings.debug and not args.sandbox
+    app.run(settings.host, settings.port, debug=settings.debug, use_reloader=reload)
     return 0
 
 
+def _arguments():
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description="Run the SMS delivery receipts service."
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="simulate Telnyx on this machine: no account, no real SMS",
+    )
+    commands = parser.add_subparsers(dest="command")
+    trigger = commands.add_parser(
+        "trigger", help="send one signed event to a running sandbox service"
+    )
+    trigger.add_argument("message_id", help="the message the event is about")
+    trigger.add_argument(
+        "--event",
+        default="message.finalized",
+        help="event type (default message.finalized; also message.sent)",
+    )
+    trigger.add_argument(
+        "--status", help="status in the event (default sent or delivered)"
+    )
+    trigger.add_argument("--error-code", help="a Telnyx error code, such as 40008")
+    trigger.add_argument("--error-title", help="the error's title")
+    port = os.environ.get("PORT") or "5000"
+    trigger.add_argument(
+        "--url",
+        default=f"http://127.0.0.1:{port}",
+        help="the sandbox service (default http://127.0.0.1:$PORT)",
+    )
+    return parser
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the `app` module, not a second copy named __main__, so that the
+    # sandbox and the routes share one set of classes.
+    from app import main as app_main
+
+    sys.exit(app_main())

@@ -101,7 +101,7 @@ def parse_event(raw_body):
     except (ValueError, RecursionError) as error:
         raise MalformedEvent("The body is not valid JSON.") from error
 
-    data = _field(document, "data", dict, "the body")
+    data = _field(document, "data", dict, "body")
     event_id = _identifier(data, "id", "data")
     event_type = _field(data, "event_type", str, "data")
     if event_type not in HANDLED_EVENTS:

@@ -2,6 +2,7 @@
 
 import json
 import socket
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -69,3 +70,28 @@ def wait_for(url, seconds=15):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+class ServiceProcess:
+    """A real server process on a free loopback port, its output kept in a file."""
+
+    def __init__(self, command, cwd, env, log_path, port):
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed by stop()
+        self._process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(f"{self.url}/messages")
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self):
+        self._process.terminate()
+        self._process.wait(timeout=20)
+        self._log.close()
+
+    def output(self):
+        return self.log_path.read_text()

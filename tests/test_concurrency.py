@@ -4,7 +4,6 @@ import json
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import free_port, load_event, new_id, wait_for
+from support import ServiceProcess, free_port, load_event, new_id
 
 from signature import sign
 
@@ -33,36 +32,18 @@ def server(tmp_path, public_key):
         "TELNYX_PHONE_NUMBER": "+13125550100",
         "DATABASE_URL": f"sqlite:///{database}",
     }
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "app:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/messages")
-        yield f"http://127.0.0.1:{port}", database, tmp_path / "server.log"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
+    command = [sys.executable, "-m", "gunicorn", "--workers", "4"]
+    command += ["--bind", f"127.0.0.1:{port}", "app:create_app()"]
+    service = ServiceProcess(command, ROOT, env, tmp_path / "server.log", port)
+    yield service, database
+    service.stop()
 
 
 def test_duplicate_deliveries_across_workers_have_exactly_one_effect(
     server, signing_key
 ):
-    base_url, database, log_path = server
+    service, database = server
+    base_url = service.url
     deliveries, finals = [], {}
     for index in range(MESSAGES):
         message_id = new_id()
@@ -106,4 +87,4 @@ def test_duplicate_deliveries_across_workers_have_exactly_one_effect(
     assert receipts == finals
     assert statuses == finals
     assert events == MESSAGES * 2
-    assert "locked" not in log_path.read_text()
+    assert "locked" not in service.output()

@@ -14,3 +14,13 @@ def test_ci_runs_exactly_the_test_command_readme_gives():
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
 
     assert command in ci_lines
+
+
+def test_readme_documents_every_sandbox_destination():
+    from telnyx_simulator import DROPPED, MALFORMED, OUTCOMES, REFUSALS, SLOW
+
+    readme = (ROOT / "README.md").read_text()
+    sandbox = readme.split("## The sandbox", 1)[1]
+
+    for digits in [*OUTCOMES, *REFUSALS, MALFORMED, DROPPED, SLOW]:
+        assert f"| `{digits}` |" in sandbox, digits

@@ -49,7 +49,7 @@ def test_profile_and_webhook_url_are_passed_when_configured(settings, telnyx):
     settings = {
         **settings,
         "TELNYX_MESSAGING_PROFILE_ID": "7a1e0c52-93d4-4b8f-a6e2-0f5d3c8b1e94",
-        "TELNYX_WEBHOOK_URL": "https://receipts.example.org/webhooks/message",
+        "TELNYX_WEBHOOK_URL": "http://127.0.0.1:9/webhooks/message",
     }
     client = create_app(settings).test_client()
 
@@ -57,7 +57,7 @@ def test_profile_and_webhook_url_are_passed_when_configured(settings, telnyx):
 
     sent = telnyx.send_requests[0]
     assert sent["messaging_profile_id"] == "7a1e0c52-93d4-4b8f-a6e2-0f5d3c8b1e94"
-    assert sent["webhook_url"] == "https://receipts.example.org/webhooks/message"
+    assert sent["webhook_url"] == "http://127.0.0.1:9/webhooks/message"
 
 
 @pytest.mark.parametrize(
