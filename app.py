@@ -1,6 +1,8 @@
 """SMS delivery receipts: send through Telnyx, take its webhooks, say what happened."""
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import sys
@@ -10,7 +12,7 @@ from urllib.parse import urlencode
 
 from dotenv import load_dotenv
 from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import db
 from config import E164, ConfigError, load_settings
@@ -64,11 +66,14 @@ def create_app(config=None):
     _configure_logging()
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte over the limit is read, so that a chunked body that does not
+    # say its length can still be told apart from one of exactly 1 MiB.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False
-    app.debug = settings.debug
 
-    database = db.Database(settings.database_path)
+    database = db.Database(settings.database_path, settings.sqlite_synchronous)
     database.migrate()
     app.extensions["receipts"] = Services(
         settings=settings,
@@ -84,8 +89,22 @@ def create_app(config=None):
     app.register_error_handler(HTTPException, _render_http_error)
     app.register_error_handler(db.StorageError, _render_storage_error)
     app.register_error_handler(Exception, _render_unexpected_error)
+    _warm_up(app)
     log.info("ready: database %s", settings.database_path)
     return app
+
+
+def _warm_up(app):
+    """Take the hot paths once, so the first request is as fast as the rest."""
+    services = app.extensions["receipts"]
+    db.warm_up(services.database)
+    for path in ("/webhooks/message", "/messages"):
+        with app.test_request_context(path):  # builds the URL matcher
+            jsonify(status="warm")
+    # A well-formed signature that does not match: exercises the verifier.
+    signature = {"telnyx-timestamp": "1", "telnyx-signature-ed25519": "A" * 86 + "=="}
+    with contextlib.suppress(SignatureError):
+        services.verifier.verify(signature, b"{}", now=1)
 
 
 def _services():
@@ -112,18 +131,18 @@ def send_sms():
     except (TelnyxError, TelnyxTimeout, TelnyxUnreachable) as error:
         raise _send_failure(error) from error
 
-    update = update_from_send(message, settings.phone_number, to, text)
     try:
+        update = update_from_send(message, settings.phone_number, to, text)
         db.record_sent(services.database, update)
-    except db.StorageError as error:
-        # The text is on its way: say so, so that nobody sends it again. Its
-        # status webhooks will create the row once the database is back.
-        log.error("send accepted but not stored: message %s", update.message_id)
+    except Exception as error:
+        # Whatever went wrong, the text is on its way: say so, so that nobody
+        # sends it again. Its status webhooks will create the row later.
+        log.exception("send accepted but not stored: message %s", message["id"])
         raise ApiError(
             500,
             "Telnyx accepted the message but it could not be stored; do not send "
             "it again. Its status webhooks will record it.",
-            message_id=update.message_id,
+            message_id=message["id"],
         ) from error
     log.info("send accepted: message %s, status %s", update.message_id, update.status)
     return jsonify(
@@ -134,7 +153,10 @@ def send_sms():
 
 
 def _read_send_request():
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = json.loads(_raw_body())
+    except (ValueError, RecursionError):
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, 'The body must be a JSON object: {"to", "message"}.')
 
@@ -142,11 +164,37 @@ def _read_send_request():
     if unknown:
         raise ApiError(400, f"Unknown fields: {', '.join(unknown)}.")
     to, text = body.get("to"), body.get("message")
-    if not isinstance(to, str) or not E164.match(to):
+    if not isinstance(to, str) or not E164.fullmatch(to):
         raise ApiError(400, "'to' must be an E.164 phone number, e.g. +12025550147.")
     if not isinstance(text, str) or not text.strip():
         raise ApiError(400, "'message' must be a non-empty string.")
+    if not _is_unicode(text):
+        raise ApiError(400, "'message' is not valid Unicode text.")
     return to, text
+
+
+def _is_unicode(text):
+    # JSON can carry lone surrogates ("\ud800"), which no SMS can hold.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _raw_body():
+    """Return the request body, refusing one over the limit however it came."""
+    try:
+        body = request.get_data(cache=True)
+    except HTTPException:
+        raise
+    except Exception as error:
+        # The server could not decode what the client sent (broken chunked
+        # encoding, say); each server has its own exception for that.
+        raise ApiError(400, "The request body could not be read.") from error
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    return body
 
 
 def _send_failure(error):
@@ -191,6 +239,13 @@ def _send_failure(error):
             f"Telnyx refused the message: {error.title or 'no reason given'}.",
             telnyx_error=details,
         )
+    if error.status < 300:
+        return ApiError(
+            502,
+            "Telnyx answered without a readable message id. The text may have "
+            "been sent: check GET /messages before sending it again.",
+            telnyx_error=details,
+        )
     return ApiError(
         502,
         "Telnyx failed to take the message. It was probably not sent: check "
@@ -205,7 +260,7 @@ def _send_failure(error):
 @api.post("/webhooks/message")
 def receive_webhook():
     services = _services()
-    body = request.get_data(cache=False)
+    body = _raw_body()
 
     try:
         services.verifier.verify(request.headers, body)
@@ -273,7 +328,7 @@ def list_messages():
     unknown = sorted(set(request.args) - {"status", "limit", "cursor"})
     if unknown:
         raise ApiError(400, f"Unknown query parameters: {', '.join(unknown)}.")
-    statuses = _status_filter(request.args.get("status"))
+    statuses = _status_filter(_query_value("status"))
     limit = _whole_number("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     cursor = _whole_number("cursor", None, 1, 2**62)
 
@@ -285,6 +340,13 @@ def list_messages():
         query["cursor"] = rows[limit - 1]["seq"]
         response.headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
     return response
+
+
+def _query_value(name):
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise ApiError(400, f"'{name}' may be given only once.")
+    return values[0] if values else None
 
 
 def _status_filter(value):
@@ -302,10 +364,11 @@ def _status_filter(value):
 
 
 def _whole_number(name, default, low, high):
-    value = request.args.get(name)
+    value = _query_value(name)
     if value is None:
         return default
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    valid = value.isascii() and value.isdigit() and len(value) <= 19
+    if not valid or not low <= int(value) <= high:
         if name == "cursor":
             raise ApiError(400, "'cursor' must come from a Link header of this API.")
         raise ApiError(400, f"'{name}' must be a whole number from {low} to {high}.")
@@ -406,9 +469,11 @@ def main(argv=None):
         return 2
 
     settings = app.extensions["receipts"].settings
+    # FLASK_DEBUG reloads on code changes, but never serves Werkzeug's
+    # interactive debugger: it is a console for whoever can reach the port.
     # The sandbox's simulator lives in this process: a reloader would start two.
     reload = settings.debug and not args.sandbox
-    app.run(settings.host, settings.port, debug=settings.debug, use_reloader=reload)
+    app.run(settings.host, settings.port, use_reloader=reload, use_debugger=False)
     return 0
 
 

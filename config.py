@@ -10,7 +10,7 @@ DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 DEFAULT_DATABASE_URL = "sqlite:///receipts.db"
 
 PORTAL_KEYS = "Telnyx portal, Account Settings > Keys & Credentials"
-E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 class ConfigError(Exception):
@@ -31,6 +31,7 @@ class Settings:
     phone_number: str
     base_url: str
     database_path: str
+    sqlite_synchronous: str
     host: str
     port: int
     debug: bool
@@ -53,6 +54,7 @@ def load_settings(source):
         phone_number=reader.phone_number(),
         base_url=reader.url("TELNYX_BASE_URL", DEFAULT_BASE_URL).rstrip("/"),
         database_path=reader.database_path(),
+        sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
         host=reader.text("HOST", "127.0.0.1"),
         port=reader.integer("PORT", 5000, low=1, high=65535),
         debug=reader.flag("FLASK_DEBUG"),
@@ -123,14 +125,21 @@ class _Reader:
             self.problems.append(f"{name} must be 1 or 0, not {value!r}.")
         return False
 
+    def choice(self, name, choices):
+        value = (self.text(name, choices[0]) or choices[0]).upper()
+        if value not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}.")
+            return choices[0]
+        return value
+
     def url(self, name, default):
         value = self.text(name, None)
         if value is None:
             return default
         if not re.match(r"^https?://[^\s/]+", value):
-            self.problems.append(
-                f"{name} must be an http:// or https:// URL, not {value!r}."
-            )
+            # The value is not repeated: a key pasted in the wrong place
+            # must not end up in a terminal or a log.
+            self.problems.append(f"{name} must be an http:// or https:// URL.")
             return default or ""
         return value
 
@@ -140,10 +149,9 @@ class _Reader:
             "a number you own in E.164 form, such as +12025550100 "
             "(Telnyx portal, Numbers > My Numbers)",
         )
-        if value and not E164.match(value):
+        if value and not E164.fullmatch(value):
             self.problems.append(
-                f"TELNYX_PHONE_NUMBER must be in E.164 form such as +12025550100, "
-                f"not {value!r}."
+                "TELNYX_PHONE_NUMBER must be in E.164 form, such as +12025550100."
             )
         return value
 
@@ -171,7 +179,7 @@ class _Reader:
         if not value.startswith("sqlite:///") or value == "sqlite:///":
             self.problems.append(
                 "DATABASE_URL must look like sqlite:///receipts.db (a relative path) "
-                f"or sqlite:////var/lib/receipts.db (an absolute one), not {value!r}."
+                "or sqlite:////var/lib/receipts.db (an absolute one)."
             )
             return ""
         path = value[len("sqlite:///") :]

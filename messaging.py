@@ -1,6 +1,7 @@
 """Telnyx's message vocabulary: statuses, their order, and webhook events."""
 
 import json
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -90,8 +91,8 @@ def utc_now():
 
 def iso_utc(moment):
     """Format an aware datetime as ISO-8601 UTC with milliseconds and a Z."""
-    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-    return text[:-3] + "Z"
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text[:-6] + "Z"
 
 
 def parse_event(raw_body):
@@ -103,7 +104,7 @@ def parse_event(raw_body):
 
     data = _field(document, "data", dict, "body")
     event_id = _identifier(data, "id", "data")
-    event_type = _field(data, "event_type", str, "data")
+    event_type = _identifier(data, "event_type", "data")
     if event_type not in HANDLED_EVENTS:
         return Event(event_id, event_type, None)
 
@@ -142,7 +143,7 @@ def _update_from(data, payload, event_type):
 
 
 def _message_update(message, status, rank, occurred_at):
-    if not status or len(status) > 64:
+    if not _printable(status) or len(status) > 64:
         raise MalformedEvent("payload.to[0].status must be a short, non-empty string.")
     cost = _optional(message, "cost", dict, "payload") or {}
     sender = _optional(message, "from", dict, "payload") or {}
@@ -155,7 +156,7 @@ def _message_update(message, status, rank, occurred_at):
         to_number=_optional(_recipient(message), "phone_number", str, "payload.to[0]"),
         direction=_optional(message, "direction", str, "payload"),
         text=_optional(message, "text", str, "payload", limit=None),
-        parts=_optional(message, "parts", int, "payload"),
+        parts=_count(message.get("parts")),
         encoding=_optional(message, "encoding", str, "payload"),
         cost_amount=_amount(cost.get("amount")),
         cost_currency=_optional(cost, "currency", str, "payload.cost"),
@@ -182,6 +183,8 @@ def _first_error(message):
     code = first["code"]
     if isinstance(code, bool) or not isinstance(code, (str, int)):
         raise MalformedEvent("payload.errors[0].code must be a string.")
+    if not _printable(str(code)):
+        raise MalformedEvent("payload.errors[0].code must be printable text.")
     return ErrorInfo(
         code=_clip(str(code), 64),
         title=_optional(first, "title", str, "payload.errors[0]"),
@@ -213,8 +216,21 @@ def _optional(container, name, kind, where, limit=MAX_TEXT_FIELD):
 
 def _identifier(container, name, where):
     value = _field(container, name, str, where)
-    if not value.strip() or len(value) > MAX_ID_LENGTH:
+    if not _printable(value) or len(value) > MAX_ID_LENGTH:
         raise MalformedEvent(f"{where}.{name} must be a non-empty id.")
+    return value
+
+
+def _printable(text):
+    # Ids and statuses reach the log; a control character could forge a line.
+    return bool(text.strip()) and text.isprintable()
+
+
+def _count(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise MalformedEvent("payload.parts must be a small whole number.")
     return value
 
 
@@ -223,6 +239,8 @@ def _amount(value):
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise MalformedEvent("payload.cost.amount must be a decimal string.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MalformedEvent("payload.cost.amount must be a finite number.")
     _encodable(str(value), "payload.cost.amount")
     return _clip(str(value), 32)
 

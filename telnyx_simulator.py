@@ -484,3 +484,35 @@ def _drop_connection():
     if sock is not None:
         sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+def main(argv=None):
+    """Serve the simulator on its own, for benchmarks or a service pointed at it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python telnyx_simulator.py",
+        description="A Telnyx messaging stand-in on this machine.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", help="the only API key accepted (default any)")
+    parser.add_argument("--phone-number", help="the only 'from' number accepted")
+    parser.add_argument("--webhook-url", help="where events go without webhook_url")
+    args = parser.parse_args(argv)
+
+    simulator = TelnyxSimulator(
+        api_key=args.api_key,
+        phone_number=args.phone_number,
+        webhook_url=args.webhook_url,
+    )
+    print(simulator.start(args.host, args.port), flush=True)
+    print(f"public key: {simulator.public_key}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        simulator.stop()
+
+
+if __name__ == "__main__":
+    main()

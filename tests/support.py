@@ -1,6 +1,8 @@
 """Helpers the tests share: fixture events and a client that signs webhooks."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -79,8 +81,14 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed by stop()
+        # A session of its own, so that stop() also ends any child it starts.
         self._process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             wait_for(f"{self.url}/messages")
@@ -89,7 +97,7 @@ class ServiceProcess:
             raise
 
     def stop(self):
-        self._process.terminate()
+        os.killpg(self._process.pid, signal.SIGTERM)
         self._process.wait(timeout=20)
         self._log.close()
 

@@ -1,17 +1,14 @@
 """Duplicate and out-of-order deliveries racing through a multi-process server."""
 
 import json
-import os
 import random
 import sqlite3
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
-from support import ServiceProcess, free_port, load_event, new_id
+from support import load_event, new_id
 
 from signature import sign
 
@@ -20,29 +17,10 @@ MESSAGES = 30
 COPIES = 4
 
 
-@pytest.fixture
-def server(tmp_path, public_key):
-    """The app under gunicorn with four worker processes on one SQLite file."""
-    port = free_port()
-    database = tmp_path / "receipts.db"
-    env = {
-        "PATH": os.environ["PATH"],
-        "TELNYX_API_KEY": "KEYunused",
-        "TELNYX_PUBLIC_KEY": public_key,
-        "TELNYX_PHONE_NUMBER": "+13125550100",
-        "DATABASE_URL": f"sqlite:///{database}",
-    }
-    command = [sys.executable, "-m", "gunicorn", "--workers", "4"]
-    command += ["--bind", f"127.0.0.1:{port}", "app:create_app()"]
-    service = ServiceProcess(command, ROOT, env, tmp_path / "server.log", port)
-    yield service, database
-    service.stop()
-
-
 def test_duplicate_deliveries_across_workers_have_exactly_one_effect(
-    server, signing_key
+    gunicorn_server, signing_key
 ):
-    service, database = server
+    service, database = gunicorn_server
     base_url = service.url
     deliveries, finals = [], {}
     for index in range(MESSAGES):

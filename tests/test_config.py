@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import free_port, wait_for
+import requests
+from support import ServiceProcess, free_port, wait_for
 
 from config import ConfigError, load_settings
 
@@ -101,6 +102,21 @@ def test_malformed_settings_are_all_reported_together():
         assert name in message
 
 
+def test_a_value_in_the_wrong_setting_is_not_repeated_back():
+    message = problems(
+        {
+            **VALID,
+            "TELNYX_PHONE_NUMBER": "KEY0185A2B3C4D5E6F_secret",
+            "TELNYX_BASE_URL": "KEY0185A2B3C4D5E6F_secret",
+            "DATABASE_URL": "postgresql://user:secret@db/receipts",
+        }
+    )
+
+    assert "TELNYX_PHONE_NUMBER" in message
+    assert "TELNYX_BASE_URL" in message
+    assert "secret" not in message
+
+
 def test_in_memory_database_is_refused():
     assert "in-memory" in problems({**VALID, "DATABASE_URL": "sqlite:///:memory:"})
 
@@ -160,3 +176,59 @@ def test_python_app_reads_dotenv_migrates_and_serves(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_debug_mode_never_serves_the_interactive_debugger(tmp_path, public_key):
+    port = free_port()
+    env = {
+        **bare_environment(),
+        **VALID,
+        "TELNYX_PUBLIC_KEY": public_key,
+        "FLASK_DEBUG": "1",
+        "PORT": str(port),
+    }
+    service = ServiceProcess(
+        [sys.executable, str(ROOT / "app.py")], tmp_path, env, tmp_path / "log", port
+    )
+    try:
+        console = requests.get(f"{service.url}/console", timeout=5)
+        resource = requests.get(
+            f"{service.url}/messages?__debugger__=yes&cmd=resource&f=style.css",
+            timeout=5,
+        )
+    finally:
+        service.stop()
+
+    assert console.status_code == 404
+    assert console.headers["Content-Type"] == "application/json"
+    assert resource.status_code == 400
+    assert resource.headers["Content-Type"] == "application/json"
+
+
+def test_gunicorn_refuses_bad_settings_with_the_same_message(tmp_path):
+    env = {**bare_environment(), **VALID, "TELNYX_PHONE_NUMBER": "555-0100"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
+        + ["app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    assert "TELNYX_PHONE_NUMBER must be in E.164 form" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_gunicorn_worker_outlives_the_telnyx_timeout(monkeypatch):
+    for name, value in {**VALID, "TELNYX_TIMEOUT_SECONDS": "60"}.items():
+        monkeypatch.setenv(name, value)
+    settings = {}
+
+    exec((ROOT / "gunicorn.conf.py").read_text(), settings)  # noqa: S102
+
+    assert settings["timeout"] > 60
+    assert settings["preload_app"] is False

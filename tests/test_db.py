@@ -30,8 +30,9 @@ def test_a_new_database_folder_is_created(settings, tmp_path):
 def query_plans(database, action):
     """Run `action` and return SQLite's plan for each SELECT it made."""
     statements = []
-    conn = database.connection()
-    conn.set_trace_callback(statements.append)
+    # Single-threaded, the pool lends the same connection every time.
+    with database.connect() as conn:
+        conn.set_trace_callback(statements.append)
     try:
         action()
     finally:

@@ -35,6 +35,20 @@ def test_wrong_method_answers_405_json_with_allow(client, method, path, allowed)
     assert allowed in response.headers["Allow"]
 
 
+def test_doubled_slashes_are_not_redirected(client):
+    response = client.post("/webhooks//message", headers={"Host": "evil.example"})
+
+    assert response.status_code == 404
+    assert response.is_json
+
+
+def test_options_answers_405_json(client):
+    response = client.options("/messages")
+
+    assert response.status_code == 405
+    assert response.is_json
+
+
 @pytest.mark.parametrize("path", ["/sms/send", "/webhooks/message"])
 def test_body_over_one_mebibyte_answers_413_json(client, telnyx, path):
     response = client.post(path, data=BIG, content_type="application/json")

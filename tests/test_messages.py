@@ -134,6 +134,10 @@ def test_default_page_is_100(client, webhooks):
         "cursor=١٢",
         "page=2",
         "statuses=delivered",
+        "limit=" + "1" * 4400,
+        "cursor=" + "9" * 4400,
+        "status=failed&status=bogus",
+        "limit=1&limit=abc",
     ],
 )
 def test_bad_list_parameters_answer_400(client, query):

@@ -75,6 +75,17 @@ def test_profile_and_webhook_url_are_passed_when_configured(settings, telnyx):
         (b'{"to": "+0123456", "message": "hi"}', "application/json", "E.164"),
         (b'{"to": "+1234567890123456", "message": "hi"}', "application/json", "E.164"),
         (b'{"to": 13125550147, "message": "hi"}', "application/json", "E.164"),
+        (b'{"to": "+13125550147\\n", "message": "hi"}', "application/json", "E.164"),
+        (
+            b'{"to": "+13125550147", "message": "hi \\ud800"}',
+            "application/json",
+            "Unicode",
+        ),
+        (
+            b'{"to": "+1", "message": "a", "x": ' + b"[" * 10**5 + b"]" * 10**5 + b"}",
+            "application/json",
+            "JSON object",
+        ),
         (b'{"to": "+13125550147", "message": ""}', "application/json", "non-empty"),
         (
             b'{"to": "+13125550147", "message": "  \\n"}',

@@ -374,6 +374,15 @@ def _setting(path, value):
         _setting(("data", "payload", "cost"), "free"),
         _setting(("data", "payload", "completed_at"), "soon"),
         _setting(("data", "payload", "text"), "\ud800 lone surrogate"),
+        _setting(("data", "payload", "parts"), 2**63),
+        _setting(("data", "payload", "parts"), -1),
+        _setting(("data", "payload", "errors"), [{"code": "\ud800"}]),
+        _setting(("data", "payload", "errors"), [{"code": "400\n08"}]),
+        _setting(("data", "payload", "cost"), {"amount": float("nan")}),
+        _setting(("data", "payload", "to", 0, "status"), " "),
+        _setting(("data", "payload", "to", 0, "status"), "delivered\nforged"),
+        _setting(("data", "payload", "id"), "id\nwebhook processed: forged"),
+        _setting(("data", "event_type"), "message.\x00finalized"),
     ],
 )
 def test_signed_but_malformed_event_is_refused_and_stores_nothing(

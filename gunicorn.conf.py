@@ -1,0 +1,49 @@
+"""Gunicorn's settings for the service: `gunicorn "app:create_app()"` reads this file.
+
+Every value can be overridden on the command line or in GUNICORN_CMD_ARGS.
+"""
+
+import multiprocessing
+import os
+import sys
+
+from dotenv import load_dotenv
+
+from config import ConfigError, load_settings
+
+# The same settings the app reads, so that a bad one stops gunicorn with the
+# app's own message instead of a traceback in every worker.
+load_dotenv(".env")
+try:
+    _settings = load_settings(os.environ)
+except ConfigError as error:
+    print(error, file=sys.stderr)
+    sys.exit(2)
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+
+# Sync workers, one per core: every write to SQLite is serialised anyway, and
+# more processes than cores only queue for the same lock. WEB_CONCURRENCY,
+# which gunicorn also honours, sets another number.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_class = "sync"
+
+# A send waits for Telnyx for up to TELNYX_TIMEOUT_SECONDS; the worker must
+# outlive that wait, or the client gets gunicorn's bare 500 instead of our 504.
+timeout = _settings.telnyx_timeout + 15
+graceful_timeout = timeout
+
+# Each worker builds its own app after the fork: a SQLite connection must not
+# cross into a child process.
+preload_app = False
+
+
+def post_worker_init(worker):
+    """Serve one request inside the worker before it takes real ones."""
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path="/messages", query_string="limit=1").get_environ()
+    body = worker.wsgi(environ, lambda status, headers, exc_info=None: None)
+    b"".join(body)
+    if hasattr(body, "close"):
+        body.close()
