@@ -130,7 +130,7 @@ def record_sent(db, update):
     """Store a message Telnyx accepted, merging into a row a webhook made first."""
     try:
         with db.transaction() as conn:
-            _upsert_message(conn, update)
+            _upsert_message(conn, update, utc_now())
     except sqlite3.Error as error:
         raise StorageError(str(error)) from error
 
@@ -162,6 +162,7 @@ def warm_up(db):
 
 
 def _apply_event(conn, event_id, event_type, update):
+    now = utc_now()
     inserted = conn.execute(
         "INSERT INTO events (event_id, message_id, event_type, status,"
         " occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?)"
@@ -172,15 +173,15 @@ def _apply_event(conn, event_id, event_type, update):
             event_type,
             update.status,
             update.occurred_at,
-            utc_now(),
+            now,
         ),
     ).rowcount
     if not inserted:
         return False
 
-    _upsert_message(conn, update)
+    _upsert_message(conn, update, now)
     if update.final:
-        _insert_receipt(conn, event_id, update)
+        _insert_receipt(conn, event_id, update, now)
     return True
 
 
@@ -220,9 +221,8 @@ ON CONFLICT (message_id) DO UPDATE SET
 """
 
 
-def _upsert_message(conn, update):
+def _upsert_message(conn, update, now):
     error = update.error
-    now = utc_now()
     conn.execute(
         _UPSERT_MESSAGE,
         (
@@ -248,7 +248,7 @@ def _upsert_message(conn, update):
     )
 
 
-def _insert_receipt(conn, event_id, update):
+def _insert_receipt(conn, event_id, update, now):
     error = update.error
     conn.execute(
         "INSERT INTO receipts (message_id, event_id, status, error_code,"
@@ -262,7 +262,7 @@ def _insert_receipt(conn, event_id, update):
             error.title if error else None,
             error.detail if error else None,
             update.occurred_at,
-            utc_now(),
+            now,
         ),
     )
 
