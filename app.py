@@ -13,8 +13,11 @@ from urllib.parse import urlencode
 from dotenv import load_dotenv
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.serving import WSGIRequestHandler
 
+import access
 import db
+import idempotency
 from config import E164, ConfigError, load_settings
 from messaging import (
     FAILURE_STATUSES,
@@ -85,13 +88,43 @@ def create_app(config=None):
     )
 
     app.register_blueprint(api)
+    app.before_request(_guard)
+    app.after_request(_security_headers)
+    app.register_error_handler(access.AccessDenied, _render_access_denied)
     app.register_error_handler(ApiError, _render_api_error)
     app.register_error_handler(HTTPException, _render_http_error)
     app.register_error_handler(db.StorageError, _render_storage_error)
     app.register_error_handler(Exception, _render_unexpected_error)
     _warm_up(app)
+    if not settings.api_token:
+        log.warning(
+            "API_TOKEN is not set: sending and reading are open to this machine "
+            "only. Set it before exposing the service."
+        )
     log.info("ready: database %s", settings.database_path)
     return app
+
+
+# The routes anyone may call: the webhook proves itself with its signature.
+OPEN_ENDPOINTS = {"api.receive_webhook", "api.openapi", "static"}
+
+
+def _guard():
+    if request.endpoint is None or request.endpoint in OPEN_ENDPOINTS:
+        return
+    access.check(request, _services().settings.api_token)
+
+
+def _security_headers(response):
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _render_access_denied(error):
+    response = jsonify(error=error.message)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = access.REALM
+    return response, error.status
 
 
 def _warm_up(app):
@@ -117,6 +150,44 @@ def _services():
 @api.post("/sms/send")
 def send_sms():
     to, text = _read_send_request()
+    key = _idempotency_key()
+    if key is None:
+        return _send(to, text)
+
+    services = _services()
+    try:
+        return idempotency.once(
+            services.database,
+            key,
+            idempotency.fingerprint(to, text),
+            lambda: _send_answer(to, text),
+            wait_seconds=services.settings.telnyx_timeout + 5,
+        )
+    except idempotency.KeyConflict as error:
+        raise ApiError(error.status, error.message) from error
+
+
+def _idempotency_key():
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not idempotency.KEY_FORMAT.fullmatch(key):
+        raise ApiError(
+            400,
+            "Idempotency-Key must be 1 to 255 letters, digits, '_', ':' or '-'.",
+        )
+    return key
+
+
+def _send_answer(to, text):
+    """Send, and say whether the text may have gone, whatever the answer."""
+    try:
+        response = _send(to, text)
+    except ApiError as error:
+        response = _render_api_error(error)
+    # A 2xx or a 5xx may have sent it; a 4xx is Telnyx refusing it.
+    return response, not 400 <= response.status_code < 500
+
+
+def _send(to, text):
     services = _services()
     settings = services.settings
 
@@ -304,6 +375,14 @@ _WEBHOOK_ANSWERS = {
 }
 
 
+@api.get("/openapi.json")
+def openapi():
+    return Response(_OPENAPI, mimetype="application/json")
+
+
+_OPENAPI = (Path(__file__).resolve().parent / "openapi.json").read_bytes()
+
+
 # Queries
 
 
@@ -426,7 +505,8 @@ def _error_json(row):
 def _render_api_error(error):
     response = jsonify(error=error.message, **error.extra)
     response.headers.update(error.headers)
-    return response, error.status
+    response.status_code = error.status
+    return response
 
 
 def _render_http_error(error):
@@ -485,8 +565,21 @@ def main(argv=None):
     # interactive debugger: it is a console for whoever can reach the port.
     # The sandbox's simulator lives in this process: a reloader would start two.
     reload = settings.debug and not args.sandbox
-    app.run(settings.host, settings.port, use_reloader=reload, use_debugger=False)
+    app.run(
+        settings.host,
+        settings.port,
+        use_reloader=reload,
+        use_debugger=False,
+        request_handler=_PlainHandler,
+    )
     return 0
+
+
+class _PlainHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, without naming its version to every client."""
+
+    server_version = "sms-delivery-receipts"
+    sys_version = ""
 
 
 def _arguments():

@@ -39,6 +39,7 @@ class Settings:
     telnyx_timeout: float
     messaging_profile_id: str | None
     webhook_url: str | None
+    api_token: str | None
 
 
 def load_settings(source):
@@ -64,6 +65,7 @@ def load_settings(source):
         telnyx_timeout=reader.integer("TELNYX_TIMEOUT_SECONDS", 10, low=1, high=120),
         messaging_profile_id=reader.text("TELNYX_MESSAGING_PROFILE_ID", None),
         webhook_url=reader.url("TELNYX_WEBHOOK_URL", None),
+        api_token=reader.api_token(),
     )
 
     if problems:
@@ -141,6 +143,16 @@ class _Reader:
             # must not end up in a terminal or a log.
             self.problems.append(f"{name} must be an http:// or https:// URL.")
             return default or ""
+        return value
+
+    def api_token(self):
+        value = self.text("API_TOKEN", None)
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,512}", value):
+            self.problems.append(
+                "API_TOKEN must be 16 to 512 letters, digits or ._~+/=- characters; "
+                "make one with: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'"
+            )
         return value
 
     def phone_number(self):

@@ -310,3 +310,62 @@ def list_messages(db, statuses=None, before=None, limit=100):
     with db.reading() as conn:
         rows = conn.execute(sql, params).fetchall()
     return [dict(row) for row in rows]
+
+
+def claim_idempotency_key(db, key, fingerprint, now, expired_before):
+    """Claim a key for a new request; return None if claimed, else its stored row."""
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?", (expired_before,)
+            )
+            claimed = conn.execute(
+                "INSERT INTO idempotency_keys (idempotency_key, fingerprint, state,"
+                " created_at) VALUES (?, ?, 'pending', ?)"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                (key, fingerprint, now),
+            ).rowcount
+            if claimed:
+                return None
+            return _key_row(conn, key)
+    except sqlite3.Error as error:
+        raise StorageError(str(error)) from error
+
+
+def find_idempotency_key(db, key):
+    """Return the stored row of a key, or None."""
+    with db.reading() as conn:
+        return _key_row(conn, key)
+
+
+def finish_idempotency_key(db, key, status, body, headers):
+    """Keep the answer given for a key, for its repeats."""
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                "UPDATE idempotency_keys SET state = 'done', response_status = ?,"
+                " response_body = ?, response_headers = ? WHERE idempotency_key = ?",
+                (status, body, headers, key),
+            )
+    except sqlite3.Error as error:
+        raise StorageError(str(error)) from error
+
+
+def release_idempotency_key(db, key):
+    """Forget a claimed key whose request surely sent nothing."""
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE idempotency_key = ?"
+                " AND state = 'pending'",
+                (key,),
+            )
+    except sqlite3.Error as error:
+        raise StorageError(str(error)) from error
+
+
+def _key_row(conn, key):
+    row = conn.execute(
+        "SELECT * FROM idempotency_keys WHERE idempotency_key = ?", (key,)
+    ).fetchone()
+    return None if row is None else dict(row)

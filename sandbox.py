@@ -58,7 +58,7 @@ def banner(app):
         f"  service:    {_local_url(settings.host, settings.port)}",
         f"  Telnyx:     {settings.base_url}",
         f"  database:   {settings.database_path}",
-        f"  sending as: {SANDBOX_NUMBER}",
+        f"  sending as: {_masked(SANDBOX_NUMBER)}",
         "  outcomes by the last 7 digits of 'to':",
     ]
     lines += [f"    {digits}  {label}" for digits, label in outcome_table()]
@@ -124,6 +124,11 @@ def _text(body, name, required=False):
     return value
 
 
+def _masked(number):
+    # Phone numbers stay out of logs, the sandbox's own included.
+    return number[:2] + "*" * (len(number) - 4) + number[-2:]
+
+
 def _local_url(host, port):
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address, not a bind
         host = "127.0.0.1"
@@ -135,11 +140,16 @@ def _local_url(host, port):
 def trigger(args):
     """Send one signed event to a running sandbox service; return an exit code."""
     url = args.url.rstrip("/")
+    token = os.environ.get("API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        described = requests.get(f"{url}/sandbox", timeout=5)
+        described = requests.get(f"{url}/sandbox", headers=headers, timeout=5)
         is_sandbox = described.status_code == 200 and described.json().get("sandbox")
     except (requests.RequestException, ValueError, AttributeError):
         print(f"No service answered at {url}.", file=sys.stderr)
+        return 2
+    if described.status_code in (401, 403):
+        print(f"The service refused: {described.json().get('error')}", file=sys.stderr)
         return 2
     if not is_sandbox:
         print(
@@ -153,7 +163,9 @@ def trigger(args):
     for name in ("status", "error_code", "error_title"):
         if getattr(args, name):
             request_body[name] = getattr(args, name)
-    answer = requests.post(f"{url}/sandbox/events", json=request_body, timeout=10)
+    answer = requests.post(
+        f"{url}/sandbox/events", json=request_body, headers=headers, timeout=10
+    )
     result = answer.json()
     if answer.status_code != 200:
         print(result.get("error"), file=sys.stderr)

@@ -173,6 +173,8 @@ def test_python_app_reads_dotenv_migrates_and_serves(tmp_path):
         assert response.status_code == 200
         assert response.json() == []
         assert (tmp_path / "data" / "r.db").exists()
+        assert "Werkzeug" not in response.headers["Server"]
+        assert "Python" not in response.headers["Server"]
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -13,9 +13,11 @@ def test_starting_twice_on_one_file_migrates_once(settings, database_path):
     create_app(settings)
 
     with sqlite3.connect(database_path) as conn:
-        applied = conn.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
+        applied = conn.execute(
+            "SELECT migration_id FROM _yoyo_migration ORDER BY migration_id"
+        ).fetchall()
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    assert applied == [("0001.initial-schema",)]
+    assert applied == [("0001.initial-schema",), ("0002.idempotency-keys",)]
     assert journal == "wal"
 
 

@@ -1,0 +1,70 @@
+"""Who may send and read: a bearer token, or without one, only this machine.
+
+The webhook route is not guarded here: its Ed25519 signature is its credential.
+"""
+
+import hmac
+import ipaddress
+
+# Headers that proxies and tunnels (ngrok, nginx, load balancers) add. A
+# request that carries one came from elsewhere, whatever its peer address.
+FORWARDING_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+    "X-Client-IP",
+    "CF-Connecting-IP",
+    "True-Client-IP",
+    "Via",
+)
+REALM = 'Bearer realm="sms-delivery-receipts"'
+
+
+class AccessDenied(Exception):
+    """The request may not use a guarded route; `status` is 401 or 403."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def check(request, token):
+    """Return None when `request` may use a guarded route, else raise AccessDenied."""
+    if token:
+        if not _bearer_matches(request.headers.get("Authorization"), token):
+            raise AccessDenied(
+                401, "Send the API token as 'Authorization: Bearer <API_TOKEN>'."
+            )
+        return
+
+    if not _is_loopback(request.remote_addr) or _forwarded(request.headers):
+        raise AccessDenied(
+            403,
+            "This service answers only requests from its own machine until "
+            "API_TOKEN is set; set it, then send 'Authorization: Bearer <API_TOKEN>'.",
+        )
+
+
+def _bearer_matches(header, token):
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    # Compared as bytes in constant time, so the answer's timing says nothing
+    # about how much of a guess was right.
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _is_loopback(address):
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _forwarded(headers):
+    return any(name in headers for name in FORWARDING_HEADERS)

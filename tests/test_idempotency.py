@@ -1,0 +1,131 @@
+"""Idempotency-Key on POST /sms/send: a retry never sends the text twice."""
+
+import os
+import sqlite3
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from support import FROM_NUMBER, ServiceProcess, free_port
+
+from app import create_app
+
+BODY = {"to": "+13125550147", "message": "Your table for two is ready"}
+
+
+def send(client, key, body=BODY):
+    return client.post("/sms/send", json=body, headers={"Idempotency-Key": key})
+
+
+def test_repeat_with_the_same_key_gets_the_first_answer_without_sending(client, telnyx):
+    first = send(client, "order-7781:confirmation")
+    second = send(client, "order-7781:confirmation")
+
+    assert first.status_code == second.status_code == 200
+    assert second.get_json() == first.get_json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert len(telnyx.send_requests) == 1
+
+
+def test_different_keys_send_twice(client, telnyx):
+    send(client, "key-1")
+    send(client, "key-2")
+
+    assert len(telnyx.send_requests) == 2
+
+
+def test_same_key_with_another_body_answers_422(client, telnyx):
+    send(client, "key-1")
+
+    response = send(client, "key-1", {**BODY, "message": "Something else"})
+
+    assert response.status_code == 422
+    assert "different body" in response.get_json()["error"]
+    assert len(telnyx.send_requests) == 1
+
+
+@pytest.mark.parametrize("key", ["", "a b", "é", "x" * 256, "key/1", "key\t1"])
+def test_malformed_key_answers_400_and_sends_nothing(client, telnyx, key):
+    response = send(client, key)
+
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.get_json()["error"]
+    assert telnyx.requests == []
+
+
+def test_a_refusal_frees_the_key_for_a_retry(client, telnyx):
+    opted_out = {**BODY, "to": "+13125550105"}
+
+    first = send(client, "key-1", opted_out)
+    second = send(client, "key-1", opted_out)
+
+    assert first.status_code == second.status_code == 400
+    assert "Idempotent-Replayed" not in second.headers
+    assert len(telnyx.send_requests) == 2
+
+
+def test_an_answer_that_may_have_sent_is_kept(client, telnyx):
+    silent = {**BODY, "to": "+13125550504"}
+
+    first = send(client, "key-1", silent)
+    second = send(client, "key-1", silent)
+
+    assert first.status_code == second.status_code == 504
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert len(telnyx.send_requests) == 1
+
+
+def test_keys_outlive_a_restart(settings, telnyx):
+    first = send(create_app(settings).test_client(), "key-1")
+    second = send(create_app(settings).test_client(), "key-1")
+
+    assert second.get_json() == first.get_json()
+    assert len(telnyx.send_requests) == 1
+
+
+def test_a_key_older_than_a_day_is_forgotten(client, telnyx, database_path):
+    send(client, "key-1")
+    with sqlite3.connect(database_path) as conn:
+        conn.execute("UPDATE idempotency_keys SET created_at = '2020-01-01T00:00:00Z'")
+
+    send(client, "key-1")
+
+    assert len(telnyx.send_requests) == 2
+
+
+@pytest.fixture
+def workers(tmp_path, public_key, telnyx):
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "TELNYX_API_KEY": "KEY0123456789ABCDEF_test",
+        "TELNYX_PUBLIC_KEY": public_key,
+        "TELNYX_PHONE_NUMBER": FROM_NUMBER,
+        "TELNYX_BASE_URL": telnyx.base_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
+    }
+    command = [sys.executable, "-m", "gunicorn", "--workers", "4"]
+    command += ["--bind", f"127.0.0.1:{port}", "app:create_app()"]
+    root = Path(__file__).resolve().parent.parent
+    service = ServiceProcess(command, root, env, tmp_path / "log", port)
+    yield service
+    service.stop()
+
+
+def test_concurrent_requests_with_one_key_send_once(workers, telnyx):
+    def post(_):
+        return requests.post(
+            f"{workers.url}/sms/send",
+            json=BODY,
+            headers={"Idempotency-Key": "race-1"},
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(post, range(8)))
+
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.json()["message_id"] for answer in answers}) == 1
+    assert len(telnyx.send_requests) == 1
