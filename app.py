@@ -68,7 +68,7 @@ def create_app(config=None):
     settings = load_settings({**os.environ, **(config or {})})
     _configure_logging()
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     # One byte over the limit is read, so that a chunked body that does not
     # say its length can still be told apart from one of exactly 1 MiB.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
@@ -106,7 +106,7 @@ def create_app(config=None):
 
 
 # The routes anyone may call: the webhook proves itself with its signature.
-OPEN_ENDPOINTS = {"api.receive_webhook", "api.openapi", "static"}
+OPEN_ENDPOINTS = {"api.receive_webhook", "api.openapi"}
 
 
 def _guard():

@@ -2,13 +2,10 @@
 over real HTTP, and a real Ed25519 key pair that signs realistic events."""
 
 import base64
-import os
-import sys
-from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
-from support import API_KEY, FROM_NUMBER, ServiceProcess, Webhooks, free_port
+from support import API_KEY, FROM_NUMBER, Webhooks, gunicorn_service
 
 from app import create_app
 from telnyx_simulator import TelnyxSimulator
@@ -102,19 +99,7 @@ def webhooks(client, signing_key):
 @pytest.fixture(scope="module")
 def gunicorn_server(tmp_path_factory, public_key):
     """The app under gunicorn, four worker processes sharing one SQLite file."""
-    tmp_path = tmp_path_factory.mktemp("gunicorn")
-    port = free_port()
-    database = tmp_path / "receipts.db"
-    env = {
-        "PATH": os.environ["PATH"],
-        "TELNYX_API_KEY": "KEYunused",
-        "TELNYX_PUBLIC_KEY": public_key,
-        "TELNYX_PHONE_NUMBER": FROM_NUMBER,
-        "DATABASE_URL": f"sqlite:///{database}",
-    }
-    command = [sys.executable, "-m", "gunicorn", "--workers", "4"]
-    command += ["--bind", f"127.0.0.1:{port}", "app:create_app()"]
-    root = Path(__file__).resolve().parent.parent
-    service = ServiceProcess(command, root, env, tmp_path / "server.log", port)
-    yield service, database
+    folder = tmp_path_factory.mktemp("gunicorn")
+    service = gunicorn_service(folder, public_key)
+    yield service, folder / "receipts.db"
     service.stop()

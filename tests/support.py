@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +14,7 @@ import requests
 
 from signature import sign
 
+ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "KEY0123456789ABCDEF_test"
 FROM_NUMBER = "+13125550100"
@@ -96,10 +98,26 @@ class ServiceProcess:
             self.stop()
             raise
 
-    def stop(self):
-        os.killpg(self._process.pid, signal.SIGTERM)
+    def stop(self, sig=signal.SIGTERM):
+        os.killpg(self._process.pid, sig)
         self._process.wait(timeout=20)
         self._log.close()
 
     def output(self):
         return self.log_path.read_text()
+
+
+def gunicorn_service(folder, public_key, workers=4, **settings):
+    """The app under gunicorn on a free port, its database in `folder`."""
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "TELNYX_API_KEY": API_KEY,
+        "TELNYX_PUBLIC_KEY": public_key,
+        "TELNYX_PHONE_NUMBER": FROM_NUMBER,
+        "DATABASE_URL": f"sqlite:///{folder / 'receipts.db'}",
+        **settings,
+    }
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
+    command += ["--bind", f"127.0.0.1:{port}", "app:create_app()"]
+    return ServiceProcess(command, ROOT, env, folder / "server.log", port)

@@ -2,17 +2,16 @@
 
 import json
 import random
+import signal
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
-from support import load_event, new_id
+from support import gunicorn_service, load_event, new_id
 
 from signature import sign
 
-ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = 30
 COPIES = 4
 
@@ -66,3 +65,25 @@ def test_duplicate_deliveries_across_workers_have_exactly_one_effect(
     assert statuses == finals
     assert events == MESSAGES * 2
     assert "locked" not in service.output()
+
+
+def test_an_acknowledged_webhook_survives_a_killed_server(
+    tmp_path, public_key, signing_key
+):
+    service = gunicorn_service(tmp_path, public_key, workers=2)
+    event = load_event("message-finalized-delivery-failed")
+    body = json.dumps(event).encode()
+    try:
+        answer = requests.post(
+            f"{service.url}/webhooks/message",
+            data=body,
+            headers={**sign(signing_key, body), "Content-Type": "application/json"},
+            timeout=10,
+        )
+    finally:
+        service.stop(signal.SIGKILL)  # no shutdown, no checkpoint
+
+    assert answer.json() == {"status": "processed"}
+    with sqlite3.connect(tmp_path / "receipts.db") as conn:
+        receipt = conn.execute("SELECT status, error_code FROM receipts").fetchall()
+    assert receipt == [("delivery_failed", "40008")]

@@ -1,14 +1,11 @@
 """Idempotency-Key on POST /sms/send: a retry never sends the text twice."""
 
-import os
 import sqlite3
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
-from support import FROM_NUMBER, ServiceProcess, free_port
+from support import gunicorn_service
 
 from app import create_app
 
@@ -97,19 +94,7 @@ def test_a_key_older_than_a_day_is_forgotten(client, telnyx, database_path):
 
 @pytest.fixture
 def workers(tmp_path, public_key, telnyx):
-    port = free_port()
-    env = {
-        "PATH": os.environ["PATH"],
-        "TELNYX_API_KEY": "KEY0123456789ABCDEF_test",
-        "TELNYX_PUBLIC_KEY": public_key,
-        "TELNYX_PHONE_NUMBER": FROM_NUMBER,
-        "TELNYX_BASE_URL": telnyx.base_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
-    }
-    command = [sys.executable, "-m", "gunicorn", "--workers", "4"]
-    command += ["--bind", f"127.0.0.1:{port}", "app:create_app()"]
-    root = Path(__file__).resolve().parent.parent
-    service = ServiceProcess(command, root, env, tmp_path / "log", port)
+    service = gunicorn_service(tmp_path, public_key, TELNYX_BASE_URL=telnyx.base_url)
     yield service
     service.stop()
 
