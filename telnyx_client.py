@@ -1,6 +1,7 @@
 """The one place that talks to Telnyx's REST API."""
 
 import logging
+import os
 
 import requests
 
@@ -36,6 +37,15 @@ class TelnyxClient:
         self._base_url = base_url.rstrip("/")
         self._timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self._session = requests.Session()
+        # The environment's proxy and CA settings are read once, here: left to
+        # requests, they are looked up again on every call, which costs more
+        # than the rest of the service's work on a send.
+        self._session.proxies.update(requests.utils.get_environ_proxies(base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
+            "CURL_CA_BUNDLE"
+        )
+        self._session.verify = bundle or True
+        self._session.trust_env = False
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",

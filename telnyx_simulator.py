@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import requests
 from flask import Flask, Response, request
 from nacl.signing import SigningKey
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 
 from messaging import iso_utc
 from signature import sign
@@ -180,9 +180,7 @@ class TelnyxSimulator:
 
     def start(self, host="127.0.0.1", port=0):
         """Serve on a background thread; return the base URL, `/v2` included."""
-        self._server = make_server(
-            host, port, self.app, threaded=True, request_handler=_KeepAliveHandler
-        )
+        self._server = make_server(host, port, self.app, threaded=True)
         thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
         )
@@ -474,12 +472,6 @@ def _error_object(code, title, detail=None):
 def _telnyx_time():
     """Now, as Telnyx writes times: milliseconds and a +00:00 offset."""
     return iso_utc(datetime.now(UTC)).replace("Z", "+00:00")
-
-
-class _KeepAliveHandler(WSGIRequestHandler):
-    """HTTP/1.1, so that clients keep their connections open, as with Telnyx."""
-
-    protocol_version = "HTTP/1.1"
 
 
 def _json(document, status):

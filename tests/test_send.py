@@ -200,3 +200,18 @@ def test_send_logs_ids_but_never_the_text_or_the_key(client, telnyx, caplog):
     assert "secret words" not in logged
     assert "more words" not in logged
     assert API_KEY not in logged
+
+
+def test_a_proxy_from_the_environment_is_used(settings, telnyx, monkeypatch):
+    # The stand-in doubles as the proxy: it reads the path of an absolute URI.
+    proxy = telnyx.base_url.removesuffix("/v2")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    unreachable = "http://telnyx.invalid/v2"
+    client = create_app({**settings, "TELNYX_BASE_URL": unreachable}).test_client()
+
+    response = client.post("/sms/send", json={"to": TO, "message": "Hello"})
+
+    assert response.status_code == 200
+    assert len(telnyx.send_requests) == 1
