@@ -8,15 +8,25 @@ import ipaddress
 
 # Headers that proxies and tunnels (ngrok, nginx, load balancers) add. A
 # request that carries one came from elsewhere, whatever its peer address.
+# A proxy on this machine that adds none of them cannot be told from a local
+# client: README.md says to set API_TOKEN, or configure the proxy to add one.
 FORWARDING_HEADERS = (
     "Forwarded",
+    "Forwarded-For",
+    "X-Forwarded",
     "X-Forwarded-For",
     "X-Forwarded-Host",
+    "X-Forwarded-Port",
     "X-Forwarded-Proto",
+    "X-Forwarded-Server",
+    "X-Original-Forwarded-For",
     "X-Real-IP",
     "X-Client-IP",
+    "X-Cluster-Client-IP",
     "CF-Connecting-IP",
+    "Fastly-Client-IP",
     "True-Client-IP",
+    "X-Envoy-External-Address",
     "Via",
 )
 REALM = 'Bearer realm="sms-delivery-receipts"'
@@ -52,9 +62,10 @@ def _bearer_matches(header, token):
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer":
         given = ""
-    # Compared as bytes in constant time, so the answer's timing says nothing
-    # about how much of a guess was right.
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    # Only the spaces HTTP allows around a value are dropped; the token itself
+    # must match exactly. Compared as bytes in constant time, so the answer's
+    # timing says nothing about how much of a guess was right.
+    return hmac.compare_digest(given.strip(" \t").encode(), token.encode())
 
 
 def _is_loopback(address):

@@ -56,7 +56,7 @@ class Services:
     """What the routes work with, built once per app."""
 
     settings: object
-    database: db.Database
+    database: object
     telnyx: TelnyxClient
     verifier: WebhookVerifier
 
@@ -76,7 +76,7 @@ def create_app(config=None):
     app.url_map.merge_slashes = False
     app.json.sort_keys = False
 
-    database = db.Database(settings.database_path, settings.sqlite_synchronous)
+    database = db.open_database(settings)
     database.migrate()
     app.extensions["receipts"] = Services(
         settings=settings,
@@ -101,7 +101,7 @@ def create_app(config=None):
             "API_TOKEN is not set: sending and reading are open to this machine "
             "only. Set it before exposing the service."
         )
-    log.info("ready: database %s", settings.database_path)
+    log.info("ready: database %s", database.describe())
     return app
 
 
@@ -545,6 +545,8 @@ def main(argv=None):
         import sandbox
 
         return sandbox.trigger(args)
+    if args.command == "copy-sqlite":
+        return _copy_sqlite(args.source)
 
     try:
         if args.sandbox:
@@ -572,6 +574,41 @@ def main(argv=None):
         use_debugger=False,
         request_handler=_PlainHandler,
     )
+    return 0
+
+
+def _copy_sqlite(source):
+    """`python app.py copy-sqlite FILE`: bring a SQLite history to PostgreSQL."""
+    load_dotenv(Path.cwd() / ".env")
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if not Path(source).is_file():
+        print(f"No SQLite database at {source}.", file=sys.stderr)
+        return 2
+    if settings.database_url.startswith("sqlite:"):
+        print(
+            "DATABASE_URL names SQLite; set it to the PostgreSQL database to copy "
+            "into, such as postgresql://user:password@host:5432/receipts.",
+            file=sys.stderr,
+        )
+        return 2
+
+    source_db = db.SQLiteDatabase(source)
+    source_db.migrate()  # an older file is brought up to date first
+    target = db.open_database(settings)
+    target.migrate()
+    try:
+        report = db.copy_database(source_db, target)
+    except db.StorageError as error:
+        print(f"The copy stopped: {error}", file=sys.stderr)
+        return 1
+    finally:
+        target.close()
+    for table, (read, added) in report.items():
+        print(f"{table}: {read} read, {added} copied, {read - added} already there")
     return 0
 
 
@@ -605,6 +642,11 @@ def _arguments():
         "--status", help="status in the event (default sent or delivered)"
     )
     trigger.add_argument("--error-code", help="a Telnyx error code, such as 40008")
+    copy = commands.add_parser(
+        "copy-sqlite",
+        help="copy a SQLite database into the one DATABASE_URL names; safe to re-run",
+    )
+    copy.add_argument("source", help="the SQLite file, such as receipts.db")
     trigger.add_argument("--error-title", help="the error's title")
     port = os.environ.get("PORT") or "5000"
     trigger.add_argument(

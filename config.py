@@ -3,8 +3,9 @@
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 DEFAULT_DATABASE_URL = "sqlite:///receipts.db"
@@ -30,7 +31,9 @@ class Settings:
     public_keys: tuple
     phone_number: str
     base_url: str
-    database_path: str
+    database_url: str
+    database_path: str | None
+    database_pool_size: int
     sqlite_synchronous: str
     host: str
     port: int
@@ -54,7 +57,9 @@ def load_settings(source):
         public_keys=reader.public_keys(),
         phone_number=reader.phone_number(),
         base_url=reader.url("TELNYX_BASE_URL", DEFAULT_BASE_URL).rstrip("/"),
-        database_path=reader.database_path(),
+        database_url=reader.database_url(),
+        database_path=None,
+        database_pool_size=reader.integer("DATABASE_POOL_SIZE", 4, low=1, high=100),
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
         host=reader.text("HOST", "127.0.0.1"),
         port=reader.integer("PORT", 5000, low=1, high=65535),
@@ -70,6 +75,9 @@ def load_settings(source):
 
     if problems:
         raise ConfigError(problems)
+    if settings.database_url.startswith("sqlite:"):
+        path = settings.database_url[len("sqlite:///") :]
+        settings = replace(settings, database_path=str(Path(path)))
     return settings
 
 
@@ -186,18 +194,40 @@ class _Reader:
                 self.problems.append(f"TELNYX_PUBLIC_KEY {error}: use {where}.")
         return tuple(keys)
 
-    def database_path(self):
+    def database_url(self):
         value = self.text("DATABASE_URL", DEFAULT_DATABASE_URL)
-        if not value.startswith("sqlite:///") or value == "sqlite:///":
-            self.problems.append(
-                "DATABASE_URL must look like sqlite:///receipts.db (a relative path) "
-                "or sqlite:////var/lib/receipts.db (an absolute one)."
-            )
-            return ""
-        path = value[len("sqlite:///") :]
-        if path == ":memory:":
-            self.problems.append(
-                "DATABASE_URL cannot be an in-memory database: receipts must outlive "
-                "the process and be shared by its workers."
-            )
-        return str(Path(path))
+        if value.startswith("sqlite:"):
+            path = value[len("sqlite:///") :]
+            if not value.startswith("sqlite:///") or not path:
+                self.problems.append(
+                    "DATABASE_URL must look like sqlite:///receipts.db (a relative "
+                    "path) or sqlite:////var/lib/receipts.db (an absolute one)."
+                )
+            elif path == ":memory:":
+                self.problems.append(
+                    "DATABASE_URL cannot be an in-memory database: receipts must "
+                    "outlive the process and be shared by its workers."
+                )
+            return value
+        if value.startswith(("postgresql:", "postgres:")):
+            if not _is_postgres_url(value):
+                self.problems.append(
+                    "DATABASE_URL must look like "
+                    "postgresql://user:password@host:5432/database."
+                )
+            return value
+        # The value is not repeated: it may hold a password.
+        self.problems.append(
+            "DATABASE_URL must start with sqlite:/// (the default, one machine) or "
+            "postgresql:// (several instances sharing one database)."
+        )
+        return DEFAULT_DATABASE_URL
+
+
+def _is_postgres_url(value):
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("postgresql", "postgres") and len(parts.path) > 1

@@ -1,129 +1,16 @@
-"""Storage: every SQL statement of the service, over SQLite."""
+"""Storage: every SQL statement of the service, the same on SQLite and PostgreSQL.
 
-import fcntl
-import logging
-import os
-import sqlite3
-import threading
-import weakref
-from collections import deque
-from contextlib import contextmanager
-from pathlib import Path
+Statements use `?` placeholders; the PostgreSQL connection translates them.
+Connections, transactions and migrations live in backends.py.
+"""
 
+from backends import (  # noqa: F401
+    DRIVER_ERRORS,
+    SQLiteDatabase,
+    StorageError,
+    open_database,
+)
 from messaging import FINAL_RANK, FINALIZED, MessageUpdate, utc_now
-
-log = logging.getLogger(__name__)
-
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-BUSY_TIMEOUT_SECONDS = 10.0
-
-
-class StorageError(Exception):
-    """The database could not complete a read or a write."""
-
-
-class Database:
-    """A SQLite file shared by threads and worker processes."""
-
-    def __init__(self, path, synchronous="NORMAL"):
-        self.path = os.path.abspath(path)
-        self.synchronous = synchronous
-        self._pid = None
-        self._start_process()
-
-    def _start_process(self):
-        # Nothing opened before a fork is used after it: a SQLite connection
-        # must not cross into a child process.
-        self._pid = os.getpid()
-        self._idle = deque()
-        self._writer = threading.Lock()
-        self._writer_fd = None
-
-    def migrate(self):
-        """Create the schema or bring it up to date; safe when run concurrently."""
-        from yoyo import get_backend, read_migrations
-
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with self.connect():
-            pass  # switches the file to WAL before yoyo opens it
-        backend = get_backend(f"sqlite:///{self.path}")
-        try:
-            with backend.lock(timeout=60):
-                backend.apply_migrations(
-                    backend.to_apply(read_migrations(str(MIGRATIONS)))
-                )
-        finally:
-            backend.connection.close()
-
-    @contextmanager
-    def connect(self):
-        """Lend an open connection from this process's pool."""
-        if self._pid != os.getpid():
-            self._start_process()
-        try:
-            conn = self._idle.pop()
-        except IndexError:
-            conn = self._open()
-        try:
-            yield conn
-        finally:
-            self._idle.append(conn)
-
-    def _open(self):
-        # Autocommit mode: transactions are opened explicitly, so each write
-        # takes the lock up front and never fails half-way with "locked".
-        conn = sqlite3.connect(
-            self.path,
-            timeout=BUSY_TIMEOUT_SECONDS,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        return conn
-
-    @contextmanager
-    def transaction(self):
-        """Run a block of writes atomically; roll back on any error."""
-        with self.connect() as conn, self._queued_writer():
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
-                raise StorageError(str(error)) from error
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def _queued_writer(self):
-        # Writers wait their turn on a thread lock and a file lock, which wake
-        # the next one the moment they are released. SQLite's own busy handler
-        # sleeps a millisecond or more between tries, which under load costs
-        # more than the write itself. Other writers still meet the busy timeout.
-        with self._writer:
-            if self._writer_fd is None:
-                fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-                weakref.finalize(self, os.close, fd)
-                self._writer_fd = fd
-            fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
-
-    @contextmanager
-    def reading(self):
-        """Give a connection for reads, turning driver errors into StorageError."""
-        with self.connect() as conn:
-            try:
-                yield conn
-            except sqlite3.Error as error:
-                raise StorageError(str(error)) from error
 
 
 def record_sent(db, update):
@@ -131,7 +18,7 @@ def record_sent(db, update):
     try:
         with db.transaction() as conn:
             _upsert_message(conn, update, utc_now())
-    except sqlite3.Error as error:
+    except DRIVER_ERRORS as error:
         raise StorageError(str(error)) from error
 
 
@@ -140,7 +27,7 @@ def apply_event(db, event_id, event_type, update):
     try:
         with db.transaction() as conn:
             return _apply_event(conn, event_id, event_type, update)
-    except sqlite3.Error as error:
+    except DRIVER_ERRORS as error:
         raise StorageError(str(error)) from error
 
 
@@ -152,7 +39,7 @@ def warm_up(db):
     keeps the first real webhook as fast as the ones after it.
     """
     # A control character: no id that passed the event parser can be equal.
-    dummy = "\x00warm-up"
+    dummy = "\x1fwarm-up"
     update = MessageUpdate(dummy, "delivered", FINAL_RANK, utc_now())
     with db.transaction() as conn:
         _apply_event(conn, dummy, FINALIZED, update)
@@ -328,7 +215,7 @@ def claim_idempotency_key(db, key, fingerprint, now, expired_before):
             if claimed:
                 return None
             return _key_row(conn, key)
-    except sqlite3.Error as error:
+    except DRIVER_ERRORS as error:
         raise StorageError(str(error)) from error
 
 
@@ -347,7 +234,7 @@ def finish_idempotency_key(db, key, status, body, headers):
                 " response_body = ?, response_headers = ? WHERE idempotency_key = ?",
                 (status, body, headers, key),
             )
-    except sqlite3.Error as error:
+    except DRIVER_ERRORS as error:
         raise StorageError(str(error)) from error
 
 
@@ -360,7 +247,7 @@ def release_idempotency_key(db, key):
                 " AND state = 'pending'",
                 (key,),
             )
-    except sqlite3.Error as error:
+    except DRIVER_ERRORS as error:
         raise StorageError(str(error)) from error
 
 
@@ -369,3 +256,55 @@ def _key_row(conn, key):
         "SELECT * FROM idempotency_keys WHERE idempotency_key = ?", (key,)
     ).fetchone()
     return None if row is None else dict(row)
+
+
+# Copying a SQLite database into PostgreSQL. The columns are named, not the
+# sequence numbers: the target numbers rows itself, in the order they come.
+COPIED_TABLES = {
+    "messages": (
+        "message_id, direction, from_number, to_number, text, status, status_rank,"
+        " parts, encoding, cost_amount, cost_currency, error_code, error_title,"
+        " error_detail, sent_at, completed_at, created_at, updated_at",
+        "message_id",
+    ),
+    "events": (
+        "event_id, message_id, event_type, status, occurred_at, received_at",
+        "event_id",
+    ),
+    "receipts": (
+        "message_id, event_id, status, error_code, error_title, error_detail,"
+        " occurred_at, recorded_at",
+        "message_id",
+    ),
+}
+COPY_BATCH = 1000
+
+
+def copy_database(source, target):
+    """Copy every message, event and receipt of `source` that `target` lacks.
+
+    Rows already in `target` are left as they are, so a copy can be run again
+    after an interruption, or to pick up what arrived since the last run.
+    Return, per table, how many rows were read and how many were new.
+    """
+    report = {}
+    for table, (columns, key) in COPIED_TABLES.items():
+        marks = ", ".join("?" for _ in columns.split(","))
+        insert = (
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+            f" ON CONFLICT ({key}) DO NOTHING"
+        )
+        order = "seq" if table != "receipts" else "recorded_at, message_id"
+        read = added = 0
+        try:
+            with source.reading() as reader:
+                rows = reader.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
+                while batch := rows.fetchmany(COPY_BATCH):
+                    with target.transaction() as writer:
+                        for row in batch:
+                            added += writer.execute(insert, tuple(row)).rowcount
+                    read += len(batch)
+        except DRIVER_ERRORS as error:
+            raise StorageError(str(error)) from error
+        report[table] = (read, added)
+    return report

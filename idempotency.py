@@ -40,9 +40,12 @@ def once(database, key, digest, action, wait_seconds):
 
     `action` returns a response and whether it may have sent a text. Only
     those answers are kept: a refusal that sent nothing frees the key for a
-    corrected retry.
+    corrected retry. A request that stopped before answering (its worker was
+    killed, say) leaves its key held: whether it sent is unknown, so a repeat
+    is told so rather than sent again.
     """
     deadline = time.monotonic() + wait_seconds
+    abandoned_before = iso_utc(datetime.now(UTC) - timedelta(seconds=wait_seconds))
     while True:
         now = datetime.now(UTC)
         stored = db.claim_idempotency_key(
@@ -57,6 +60,13 @@ def once(database, key, digest, action, wait_seconds):
 
         # Another request holds the key: wait for its answer.
         while stored is not None and stored["state"] == "pending":
+            if stored["created_at"] < abandoned_before:
+                raise KeyConflict(
+                    409,
+                    "The request that first used this Idempotency-Key stopped "
+                    "before answering; whether it sent the text is unknown. "
+                    "Check GET /messages before sending again.",
+                )
             if time.monotonic() > deadline:
                 raise KeyConflict(
                     409,
@@ -71,11 +81,8 @@ def once(database, key, digest, action, wait_seconds):
 
 
 def _run(database, key, action):
-    try:
-        response, may_have_sent = action()
-    except BaseException:
-        db.release_idempotency_key(database, key)
-        raise
+    # An exception, or a worker stopped by a signal, leaves the key held.
+    response, may_have_sent = action()
     if not may_have_sent:
         db.release_idempotency_key(database, key)
         return response

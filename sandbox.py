@@ -28,8 +28,14 @@ def create_sandbox_app(environ=None):
     port = environ.get("PORT") or "5000"
 
     webhook_url = f"{_local_url(host, port)}/webhooks/message"
+    # The "slow" destination must outlast the service's own Telnyx timeout.
+    timeout = environ.get("TELNYX_TIMEOUT_SECONDS") or "10"
+    slow = int(timeout) + 1 if timeout.isdigit() else 11
     simulator = TelnyxSimulator(
-        api_key=SANDBOX_API_KEY, phone_number=SANDBOX_NUMBER, webhook_url=webhook_url
+        api_key=SANDBOX_API_KEY,
+        phone_number=SANDBOX_NUMBER,
+        webhook_url=webhook_url,
+        slow_seconds=slow,
     )
     base_url = simulator.start()
     # Deliberately no `.env`: real credentials there must never meet the sandbox.
@@ -57,7 +63,7 @@ def banner(app):
         "No SMS leaves it and nothing is charged.",
         f"  service:    {_local_url(settings.host, settings.port)}",
         f"  Telnyx:     {settings.base_url}",
-        f"  database:   {settings.database_path}",
+        f"  database:   {app.extensions['receipts'].database.describe()}",
         f"  sending as: {_masked(SANDBOX_NUMBER)}",
         "  outcomes by the last 7 digits of 'to':",
     ]

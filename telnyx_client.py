@@ -2,6 +2,8 @@
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 import requests
 
@@ -36,6 +38,11 @@ class TelnyxClient:
     def __init__(self, api_key, base_url, timeout):
         self._base_url = base_url.rstrip("/")
         self._timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
+        # requests' timeout bounds each wait for bytes, not the whole call; an
+        # answer that trickles in could outlast any worker. The calls run on
+        # their own threads so that the whole call has a deadline.
+        self._deadline = timeout
+        self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="telnyx")
         self._session = requests.Session()
         # The environment's proxy and CA settings are read once, here: left to
         # requests, they are looked up again on every call, which costs more
@@ -71,10 +78,13 @@ class TelnyxClient:
 
     def _request(self, method, path, **kwargs):
         url = self._base_url + path
+        call = self._calls.submit(
+            self._session.request, method, url, timeout=self._timeout, **kwargs
+        )
         try:
-            response = self._session.request(
-                method, url, timeout=self._timeout, **kwargs
-            )
+            response = call.result(timeout=self._deadline)
+        except FuturesTimeout as error:
+            raise TelnyxTimeout("Telnyx did not answer in time") from error
         except requests.ConnectTimeout as error:
             raise TelnyxUnreachable("connection timed out") from error
         except requests.Timeout as error:

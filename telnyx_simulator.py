@@ -59,7 +59,7 @@ REFUSALS = {
     "5550500": (500, "10007", "Unexpected error", "An unexpected error occurred."),
 }
 # Answers that are not Telnyx errors at all.
-MALFORMED, DROPPED, SLOW = "5550502", "5550503", "5550504"
+MALFORMED, DROPPED, SLOW, TRICKLE = "5550502", "5550503", "5550504", "5550505"
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,25 @@ class TelnyxSimulator:
             time.sleep(self.slow_seconds)
 
         message = self._accept(body, OUTCOMES.get(suffix, DELIVERED))
+        if suffix == TRICKLE:
+            return self._trickle(json.dumps({"data": message}).encode())
         return _json({"data": message}, 200)
+
+    def _trickle(self, body):
+        """Answer a byte at a time: each arrives in time, the whole does not."""
+        pause = self.slow_seconds / len(body)
+
+        def drip():
+            for index in range(len(body)):
+                time.sleep(pause)
+                yield body[index : index + 1]
+
+        return Response(
+            drip(),
+            200,
+            mimetype="application/json",
+            headers={"Content-Length": str(len(body))},
+        )
 
     def _authorized(self):
         if self.api_key is None:

@@ -34,7 +34,7 @@ from nacl.signing import SigningKey
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from db import Database  # noqa: E402
+from backends import SQLiteDatabase  # noqa: E402
 from signature import sign  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "message-finalized-delivered.json"
@@ -358,7 +358,7 @@ def large_table(work, key, scale):
 
 def seed(path, count):
     """Fill a database with `count` messages, most of them delivered."""
-    Database(str(path)).migrate()
+    SQLiteDatabase(str(path)).migrate()
     statuses = ["delivered"] * 8 + ["delivery_failed", "sent"]
     now = "2026-11-30T12:00:00.000Z"
     with sqlite3.connect(path) as conn:

@@ -2,10 +2,19 @@
 over real HTTP, and a real Ed25519 key pair that signs realistic events."""
 
 import base64
+import os
 
+import psycopg
 import pytest
 from nacl.signing import SigningKey
-from support import API_KEY, FROM_NUMBER, Webhooks, gunicorn_service
+from support import (
+    API_KEY,
+    FROM_NUMBER,
+    POSTGRES_URL,
+    Store,
+    Webhooks,
+    gunicorn_service,
+)
 
 from app import create_app
 from telnyx_simulator import TelnyxSimulator
@@ -62,28 +71,68 @@ def telnyx(telnyx_server):
     return telnyx_server
 
 
-@pytest.fixture
-def database_path(tmp_path):
-    return tmp_path / "receipts.db"
+@pytest.fixture(scope="session")
+def postgres():
+    """Whether the PostgreSQL server of the tests answers, and if not, why."""
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as error:
+        reason = f"no PostgreSQL at {POSTGRES_URL} ({type(error).__name__})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must test PostgreSQL too")
+        return reason
+    return None
 
 
 @pytest.fixture
-def settings(telnyx, public_key, database_path):
+def postgres_store(postgres):
+    """A fresh, empty schema on the PostgreSQL server, dropped afterwards."""
+    if postgres:
+        pytest.skip(f"{postgres}: set TEST_POSTGRESQL_URL to test PostgreSQL")
+    store = Store.new_postgres_schema(POSTGRES_URL)
+    yield store
+    store.drop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """An empty database of each kind; each test runs once on both."""
+    if request.param == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'receipts.db'}")
+    return request.getfixturevalue("postgres_store")
+
+
+@pytest.fixture
+def settings(telnyx, public_key, store):
     return {
         "TELNYX_API_KEY": API_KEY,
         "TELNYX_PUBLIC_KEY": public_key,
         "TELNYX_PHONE_NUMBER": FROM_NUMBER,
         "TELNYX_BASE_URL": telnyx.base_url,
         "TELNYX_TIMEOUT_SECONDS": "1",
-        "DATABASE_URL": f"sqlite:///{database_path}",
+        "DATABASE_URL": store.url,
     }
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings)
-    app.testing = True
-    return app
+def make_app(settings):
+    """Build apps on the test's database; their connections close afterwards."""
+    built = []
+
+    def make(**overrides):
+        app = create_app({**settings, **overrides})
+        app.testing = True
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        app.extensions["receipts"].database.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture

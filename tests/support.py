@@ -4,12 +4,15 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
+import psycopg
 import requests
 
 from signature import sign
@@ -17,6 +20,9 @@ from signature import sign
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "KEY0123456789ABCDEF_test"
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 FROM_NUMBER = "+13125550100"
 
 
@@ -121,3 +127,46 @@ def gunicorn_service(folder, public_key, workers=4, **settings):
     command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
     command += ["--bind", f"127.0.0.1:{port}", "app:create_app()"]
     return ServiceProcess(command, ROOT, env, folder / "server.log", port)
+
+
+class Store:
+    """Direct access to a test's database, to look at or break what is stored."""
+
+    def __init__(self, url, schema=None):
+        self.url = url
+        self.kind = "sqlite" if url.startswith("sqlite:") else "postgresql"
+        self.schema = schema
+
+    @classmethod
+    def new_postgres_schema(cls, server_url):
+        """A fresh schema on the server, so that tests never see each other."""
+        schema = f"test_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        return cls(f"{server_url}?options=-csearch_path%3D{schema}", schema)
+
+    def query(self, statement):
+        """Rows of a statement, as tuples."""
+        if self.kind == "sqlite":
+            with closing(sqlite3.connect(self.url[len("sqlite:///") :])) as conn:
+                rows = conn.execute(statement).fetchall()
+                conn.commit()
+                return rows
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cursor = conn.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+
+    def execute(self, statement):
+        """Run a statement and commit it."""
+        self.query(statement)
+
+    def counts(self):
+        """How many messages, events and receipts are stored."""
+        return {
+            table: self.query(f"SELECT COUNT(*) FROM {table}")[0][0]
+            for table in ("messages", "events", "receipts")
+        }
+
+    def drop(self):
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {self.schema} CASCADE")

@@ -8,8 +8,6 @@ import pytest
 import requests
 from support import load_event
 
-from app import create_app
-
 TOKEN = "s3cret-token-for-tests_0123456789"
 GUARDED = [
     ("get", "/messages"),
@@ -19,14 +17,24 @@ GUARDED = [
 
 
 @pytest.fixture
-def guarded_client(settings):
-    return create_app({**settings, "API_TOKEN": TOKEN}).test_client()
+def guarded_client(make_app):
+    return make_app(API_TOKEN=TOKEN).test_client()
 
 
 @pytest.mark.parametrize(("method", "path"), GUARDED)
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x"],
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer wrong",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN}\xa0",
+        f"Bearer \x0b{TOKEN}",
+        f"Bearer {TOKEN[:-1]}",
+    ],
 )
 def test_guarded_route_without_the_token_answers_401(
     guarded_client, telnyx, method, path, authorization
@@ -67,10 +75,10 @@ def test_the_token_also_opens_them_from_another_machine(guarded_client):
     assert response.status_code == 200
 
 
-def test_webhooks_never_need_the_token(settings, signing_key):
+def test_webhooks_never_need_the_token(make_app, signing_key):
     from support import Webhooks
 
-    client = create_app({**settings, "API_TOKEN": TOKEN}).test_client()
+    client = make_app(API_TOKEN=TOKEN).test_client()
     response = Webhooks(client, signing_key).post(load_event("message-sent"))
 
     assert response.status_code == 200
@@ -105,21 +113,21 @@ def test_without_a_token_local_requests_are_served(client):
         assert response.status_code == 200, address
 
 
-def test_start_up_warns_while_no_token_is_set(settings, caplog):
+def test_start_up_warns_while_no_token_is_set(make_app, caplog):
     caplog.set_level(logging.WARNING, logger="receipts")
 
-    create_app(settings)
-    create_app({**settings, "API_TOKEN": TOKEN})
+    make_app()
+    make_app(API_TOKEN=TOKEN)
 
     warnings = [r.getMessage() for r in caplog.records if "API_TOKEN" in r.getMessage()]
     assert len(warnings) == 1
 
 
-def test_short_token_is_refused_at_start(settings):
+def test_short_token_is_refused_at_start(make_app):
     from config import ConfigError
 
     with pytest.raises(ConfigError, match="API_TOKEN"):
-        create_app({**settings, "API_TOKEN": "short"})
+        make_app(API_TOKEN="short")
 
 
 def test_every_answer_says_nosniff(client, webhooks):

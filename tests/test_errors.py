@@ -1,7 +1,6 @@
 """Every answer that is not a success is JSON {"error": ...} with the right code."""
 
 import logging
-import sqlite3
 
 import pytest
 from support import load_event
@@ -77,9 +76,12 @@ def test_unexpected_error_answers_500_without_traceback(app, caplog):
     assert "Traceback" in caplog.text
 
 
-def test_unreadable_database_answers_503_on_reads(client, database_path):
-    with sqlite3.connect(database_path) as conn:
-        conn.execute("DROP TABLE messages")
+def test_unreadable_database_answers_503_on_reads(client, store):
+    store.execute(
+        "DROP TABLE messages CASCADE"
+        if store.kind != "sqlite"
+        else "DROP TABLE messages"
+    )
 
     response = client.get("/messages")
 
@@ -88,11 +90,10 @@ def test_unreadable_database_answers_503_on_reads(client, database_path):
 
 
 def test_send_that_cannot_be_stored_says_not_to_send_again(
-    client, telnyx, database_path, caplog
+    client, telnyx, store, caplog
 ):
     caplog.set_level(logging.INFO)
-    with sqlite3.connect(database_path) as conn:
-        conn.execute("ALTER TABLE messages RENAME TO messages_away")
+    store.execute("ALTER TABLE messages RENAME TO messages_away")
 
     response = client.post("/sms/send", json={"to": "+13125550147", "message": "Hello"})
 

@@ -1,13 +1,15 @@
 """Idempotency-Key on POST /sms/send: a retry never sends the text twice."""
 
-import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from support import gunicorn_service
 
-from app import create_app
+import idempotency
+from messaging import iso_utc
 
 BODY = {"to": "+13125550147", "message": "Your table for two is ready"}
 
@@ -74,18 +76,17 @@ def test_an_answer_that_may_have_sent_is_kept(client, telnyx):
     assert len(telnyx.send_requests) == 1
 
 
-def test_keys_outlive_a_restart(settings, telnyx):
-    first = send(create_app(settings).test_client(), "key-1")
-    second = send(create_app(settings).test_client(), "key-1")
+def test_keys_outlive_a_restart(make_app, telnyx):
+    first = send(make_app().test_client(), "key-1")
+    second = send(make_app().test_client(), "key-1")
 
     assert second.get_json() == first.get_json()
     assert len(telnyx.send_requests) == 1
 
 
-def test_a_key_older_than_a_day_is_forgotten(client, telnyx, database_path):
+def test_a_key_older_than_a_day_is_forgotten(client, telnyx, store):
     send(client, "key-1")
-    with sqlite3.connect(database_path) as conn:
-        conn.execute("UPDATE idempotency_keys SET created_at = '2020-01-01T00:00:00Z'")
+    store.execute("UPDATE idempotency_keys SET created_at = '2020-01-01T00:00:00Z'")
 
     send(client, "key-1")
 
@@ -114,3 +115,36 @@ def test_concurrent_requests_with_one_key_send_once(workers, telnyx):
     assert {answer.status_code for answer in answers} == {200}
     assert len({answer.json()["message_id"] for answer in answers}) == 1
     assert len(telnyx.send_requests) == 1
+
+
+def test_a_request_stopped_mid_send_keeps_its_key_and_nothing_is_resent(app):
+    database = app.extensions["receipts"].database
+    calls = []
+
+    def stopped_by_a_signal():
+        calls.append("sent")
+        raise SystemExit(1)  # how gunicorn stops a worker it times out
+
+    with pytest.raises(SystemExit):
+        idempotency.once(database, "key-1", "digest", stopped_by_a_signal, 0.2)
+    with pytest.raises(idempotency.KeyConflict) as repeat:
+        idempotency.once(database, "key-1", "digest", stopped_by_a_signal, 0.2)
+
+    assert calls == ["sent"]
+    assert repeat.value.status == 409
+
+
+def test_a_key_abandoned_long_ago_is_answered_at_once(app, store):
+    database = app.extensions["receipts"].database
+    an_hour_ago = iso_utc(datetime.now(UTC) - timedelta(hours=1))
+    store.execute(
+        "INSERT INTO idempotency_keys (idempotency_key, fingerprint, state,"
+        f" created_at) VALUES ('key-1', 'digest', 'pending', '{an_hour_ago}')"
+    )
+
+    started = time.monotonic()
+    with pytest.raises(idempotency.KeyConflict) as repeat:
+        idempotency.once(database, "key-1", "digest", None, wait_seconds=30)
+
+    assert "stopped before answering" in repeat.value.message
+    assert time.monotonic() - started < 5

@@ -1,24 +1,18 @@
 """POST /sms/send: validated, sent once through Telnyx, stored only when accepted."""
 
 import logging
-import sqlite3
 
 import pytest
 from support import API_KEY, FROM_NUMBER
 
-from app import create_app
-
 TO = "+13125550147"
 
 
-def stored_messages(database_path):
-    with sqlite3.connect(database_path) as conn:
-        return conn.execute("SELECT message_id, status, text FROM messages").fetchall()
+def stored_messages(store):
+    return store.query("SELECT message_id, status, text FROM messages")
 
 
-def test_accepted_send_answers_telnyx_status_and_is_stored(
-    client, telnyx, database_path
-):
+def test_accepted_send_answers_telnyx_status_and_is_stored(client, telnyx, store):
     response = client.post("/sms/send", json={"to": TO, "message": "Table for two?"})
 
     assert response.status_code == 200
@@ -30,7 +24,7 @@ def test_accepted_send_answers_telnyx_status_and_is_stored(
         "to": TO,
     }
     assert answer["message_id"] in telnyx.messages
-    assert stored_messages(database_path) == [
+    assert stored_messages(store) == [
         (answer["message_id"], "queued", "Table for two?")
     ]
     shown = client.get(f"/messages/{answer['message_id']}").get_json()
@@ -45,13 +39,11 @@ def test_send_passes_text_sender_and_api_key_to_telnyx(client, telnyx):
     assert telnyx.send_requests == [{"from": FROM_NUMBER, "to": TO, "text": "Süß 👋"}]
 
 
-def test_profile_and_webhook_url_are_passed_when_configured(settings, telnyx):
-    settings = {
-        **settings,
-        "TELNYX_MESSAGING_PROFILE_ID": "7a1e0c52-93d4-4b8f-a6e2-0f5d3c8b1e94",
-        "TELNYX_WEBHOOK_URL": "http://127.0.0.1:9/webhooks/message",
-    }
-    client = create_app(settings).test_client()
+def test_profile_and_webhook_url_are_passed_when_configured(make_app, telnyx):
+    client = make_app(
+        TELNYX_MESSAGING_PROFILE_ID="7a1e0c52-93d4-4b8f-a6e2-0f5d3c8b1e94",
+        TELNYX_WEBHOOK_URL="http://127.0.0.1:9/webhooks/message",
+    ).test_client()
 
     client.post("/sms/send", json={"to": TO, "message": "Hello"})
 
@@ -102,14 +94,14 @@ def test_profile_and_webhook_url_are_passed_when_configured(settings, telnyx):
     ],
 )
 def test_bad_send_request_answers_400_and_calls_nothing(
-    client, telnyx, database_path, body, content_type, mentions
+    client, telnyx, store, body, content_type, mentions
 ):
     response = client.post("/sms/send", data=body, content_type=content_type)
 
     assert response.status_code == 400
     assert mentions in response.get_json()["error"]
     assert telnyx.requests == []
-    assert stored_messages(database_path) == []
+    assert stored_messages(store) == []
 
 
 # Telnyx's failures, chosen by the stand-in from the destination number.
@@ -126,7 +118,7 @@ def test_bad_send_request_answers_400_and_calls_nothing(
     ],
 )
 def test_telnyx_refusal_keeps_its_code_title_and_detail(
-    client, telnyx, database_path, to, status, code, mentions
+    client, telnyx, store, to, status, code, mentions
 ):
     response = client.post("/sms/send", json={"to": to, "message": "Hello"})
 
@@ -136,7 +128,7 @@ def test_telnyx_refusal_keeps_its_code_title_and_detail(
     assert answer["telnyx_error"]["code"] == code
     assert answer["telnyx_error"]["title"]
     assert answer["telnyx_error"]["detail"]
-    assert stored_messages(database_path) == []
+    assert stored_messages(store) == []
 
 
 def test_rate_limit_passes_retry_after_on(client, telnyx):
@@ -146,8 +138,8 @@ def test_rate_limit_passes_retry_after_on(client, telnyx):
     assert response.headers["Retry-After"] == "7"
 
 
-def test_wrong_api_key_answers_401_naming_the_setting(settings, telnyx, tmp_path):
-    client = create_app({**settings, "TELNYX_API_KEY": "KEYwrong"}).test_client()
+def test_wrong_api_key_answers_401_naming_the_setting(make_app, telnyx):
+    client = make_app(TELNYX_API_KEY="KEYwrong").test_client()
 
     response = client.post("/sms/send", json={"to": TO, "message": "Hello"})
 
@@ -162,29 +154,30 @@ def test_wrong_api_key_answers_401_naming_the_setting(settings, telnyx, tmp_path
         ("+13125550502", 502, "Telnyx"),
         ("+13125550503", 503, "could not be reached"),
         ("+13125550504", 504, "did not answer in time"),
+        ("+13125550505", 504, "did not answer in time"),
     ],
 )
 def test_broken_or_silent_telnyx_answers_5xx_and_stores_nothing(
-    client, telnyx, database_path, to, status, mentions
+    client, telnyx, store, to, status, mentions
 ):
     response = client.post("/sms/send", json={"to": to, "message": "Hello"})
 
     assert response.status_code == status
     assert mentions in response.get_json()["error"]
-    assert stored_messages(database_path) == []
+    assert stored_messages(store) == []
     # Sent once, never retried: a retry could deliver the text twice.
     assert len(telnyx.send_requests) == 1
 
 
-def test_unreachable_telnyx_answers_503(settings, database_path):
+def test_unreachable_telnyx_answers_503(make_app, store):
     closed_port_url = "http://127.0.0.1:9/v2"
-    client = create_app({**settings, "TELNYX_BASE_URL": closed_port_url}).test_client()
+    client = make_app(TELNYX_BASE_URL=closed_port_url).test_client()
 
     response = client.post("/sms/send", json={"to": TO, "message": "Hello"})
 
     assert response.status_code == 503
     assert "could not be reached" in response.get_json()["error"]
-    assert stored_messages(database_path) == []
+    assert stored_messages(store) == []
 
 
 def test_send_logs_ids_but_never_the_text_or_the_key(client, telnyx, caplog):
@@ -202,14 +195,14 @@ def test_send_logs_ids_but_never_the_text_or_the_key(client, telnyx, caplog):
     assert API_KEY not in logged
 
 
-def test_a_proxy_from_the_environment_is_used(settings, telnyx, monkeypatch):
+def test_a_proxy_from_the_environment_is_used(make_app, telnyx, monkeypatch):
     # The stand-in doubles as the proxy: it reads the path of an absolute URI.
     proxy = telnyx.base_url.removesuffix("/v2")
     monkeypatch.setenv("HTTP_PROXY", proxy)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     unreachable = "http://telnyx.invalid/v2"
-    client = create_app({**settings, "TELNYX_BASE_URL": unreachable}).test_client()
+    client = make_app(TELNYX_BASE_URL=unreachable).test_client()
 
     response = client.post("/sms/send", json={"to": TO, "message": "Hello"})
 

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import sqlite3
 import time
 
 import pytest
@@ -16,14 +15,6 @@ DELIVERED = "message-finalized-delivered"
 DELIVERY_FAILED = "message-finalized-delivery-failed"
 SENDING_FAILED = "message-finalized-sending-failed"
 UNCONFIRMED = "message-finalized-unconfirmed"
-
-
-def table_counts(database_path):
-    with sqlite3.connect(database_path) as conn:
-        return {
-            table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("messages", "events", "receipts")
-        }
 
 
 def show(client, message_id):
@@ -97,20 +88,18 @@ def test_sent_then_finalized_keeps_the_whole_history(client, webhooks):
     assert message["events"][0]["occurred_at"] == "2026-09-14T16:02:11.730Z"
 
 
-def test_redelivered_event_is_acknowledged_and_changes_nothing(
-    client, webhooks, database_path
-):
+def test_redelivered_event_is_acknowledged_and_changes_nothing(client, webhooks, store):
     event = load_event(DELIVERY_FAILED)
     webhooks.post(event)
     before = show(client, event["data"]["payload"]["id"])
-    counts = table_counts(database_path)
+    counts = store.counts()
 
     event["meta"]["attempt"] = 3
     response = webhooks.post(event)
 
     assert response.status_code == 200
     assert response.get_json() == {"status": "already_processed"}
-    assert table_counts(database_path) == counts
+    assert store.counts() == counts
     assert show(client, event["data"]["payload"]["id"]) == before
 
 
@@ -189,12 +178,12 @@ def test_numeric_error_code_is_kept_as_text(client, webhooks):
     }
 
 
-def test_inbound_message_event_is_ignored(client, webhooks, database_path):
+def test_inbound_message_event_is_ignored(client, webhooks, store):
     response = webhooks.post(load_event("message-received"))
 
     assert response.status_code == 200
     assert response.get_json() == {"status": "ignored"}
-    assert table_counts(database_path) == {"messages": 0, "events": 0, "receipts": 0}
+    assert store.counts() == {"messages": 0, "events": 0, "receipts": 0}
 
 
 def test_send_committed_after_its_webhook_merges_without_moving_back(
@@ -214,7 +203,7 @@ def test_send_committed_after_its_webhook_merges_without_moving_back(
 # Signatures: everything below is refused with 401 and stores nothing.
 
 
-def test_tampered_body_is_rejected(client, webhooks, signing_key, database_path):
+def test_tampered_body_is_rejected(client, webhooks, signing_key, store):
     body = json.dumps(load_event(DELIVERED)).encode()
     headers = webhooks_headers(signing_key, body)
 
@@ -227,7 +216,7 @@ def test_tampered_body_is_rejected(client, webhooks, signing_key, database_path)
 
     assert response.status_code == 401
     assert "signature" in response.get_json()["error"].lower()
-    assert table_counts(database_path)["events"] == 0
+    assert store.counts()["events"] == 0
 
 
 def test_reserialised_body_is_rejected(client, signing_key):
@@ -246,22 +235,22 @@ def test_reserialised_body_is_rejected(client, signing_key):
     assert response.status_code == 401
 
 
-def test_body_signed_by_another_key_is_rejected(webhooks, database_path):
+def test_body_signed_by_another_key_is_rejected(webhooks, store):
     response = webhooks.post(load_event(DELIVERED), key=SigningKey.generate())
 
     assert response.status_code == 401
-    assert table_counts(database_path)["events"] == 0
+    assert store.counts()["events"] == 0
 
 
 @pytest.mark.parametrize("age", [301, -301, 86400, -86400])
 def test_timestamp_outside_tolerance_is_rejected_in_both_directions(
-    webhooks, database_path, age
+    webhooks, store, age
 ):
     response = webhooks.post(load_event(DELIVERED), timestamp=int(time.time()) - age)
 
     assert response.status_code == 401
     assert response.get_json()["error"]
-    assert table_counts(database_path)["events"] == 0
+    assert store.counts()["events"] == 0
 
 
 def test_timestamp_inside_tolerance_is_accepted(webhooks):
@@ -298,7 +287,7 @@ def test_header_names_are_case_insensitive(client, signing_key):
     ],
 )
 def test_missing_or_malformed_signature_headers_are_rejected(
-    client, signing_key, database_path, headers
+    client, signing_key, store, headers
 ):
     body = json.dumps(load_event(DELIVERED)).encode()
     signed = webhooks_headers(signing_key, body)
@@ -314,7 +303,7 @@ def test_missing_or_malformed_signature_headers_are_rejected(
 
     assert response.status_code == 401
     assert response.is_json
-    assert table_counts(database_path)["events"] == 0
+    assert store.counts()["events"] == 0
 
 
 def webhooks_headers(signing_key, body):
@@ -386,13 +375,13 @@ def _setting(path, value):
     ],
 )
 def test_signed_but_malformed_event_is_refused_and_stores_nothing(
-    webhooks, database_path, change
+    webhooks, store, change
 ):
     response = webhooks.post(change(load_event(DELIVERED)))
 
     assert response.status_code == 400
     assert response.get_json()["error"]
-    assert table_counts(database_path) == {"messages": 0, "events": 0, "receipts": 0}
+    assert store.counts() == {"messages": 0, "events": 0, "receipts": 0}
 
 
 @pytest.mark.parametrize(
@@ -408,19 +397,16 @@ def test_signed_but_malformed_event_is_refused_and_stores_nothing(
         b'{"data": {"id": 1' + b"0" * 5000 + b"}}",
     ],
 )
-def test_signed_body_that_is_not_an_event_object_is_refused(
-    webhooks, database_path, body
-):
+def test_signed_body_that_is_not_an_event_object_is_refused(webhooks, store, body):
     response = webhooks.post(body)
 
     assert response.status_code == 400
     assert response.is_json
-    assert table_counts(database_path)["events"] == 0
+    assert store.counts()["events"] == 0
 
 
-def test_storage_failure_answers_503_so_telnyx_retries(webhooks, database_path, client):
-    with sqlite3.connect(database_path) as conn:
-        conn.execute("ALTER TABLE receipts RENAME TO receipts_away")
+def test_storage_failure_answers_503_so_telnyx_retries(webhooks, store, client):
+    store.execute("ALTER TABLE receipts RENAME TO receipts_away")
 
     event = load_event(DELIVERY_FAILED)
     response = webhooks.post(event)
@@ -428,10 +414,9 @@ def test_storage_failure_answers_503_so_telnyx_retries(webhooks, database_path, 
     assert response.status_code == 503
     assert response.get_json()["error"]
     # Nothing half-way: the event and the message rolled back with the receipt.
-    with sqlite3.connect(database_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
-        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
-        conn.execute("ALTER TABLE receipts_away RENAME TO receipts")
+    assert store.query("SELECT COUNT(*) FROM events") == [(0,)]
+    assert store.query("SELECT COUNT(*) FROM messages") == [(0,)]
+    store.execute("ALTER TABLE receipts_away RENAME TO receipts")
 
     # Telnyx's retry of the same event then lands.
     assert webhooks.post(event).get_json() == {"status": "processed"}
