@@ -25,9 +25,11 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import psycopg
 import requests
 from nacl.signing import SigningKey
 
@@ -56,6 +58,7 @@ def main():
     started = time.monotonic()
     try:
         rows += ingest(work, key, scale)
+        rows += ingest_postgres(work, key, scale)
         rows += first_request(work, key)
         rows += large_table(work, key, scale)
         rows += send_overhead(work, key, scale)
@@ -187,6 +190,62 @@ def ingest(work, key, scale):
     ]
 
 
+def ingest_postgres(work, key, scale):
+    """Two instances on one PostgreSQL database, loaded at once."""
+    url = os.environ.get(
+        "BENCH_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
+    label = "webhook ingest, two instances on PostgreSQL"
+    try:
+        admin = psycopg.connect(url, autocommit=True, connect_timeout=3)
+    except psycopg.Error as error:
+        return [Row(label, f"skipped: no PostgreSQL ({type(error).__name__})", "")]
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    database_url = f"{url}?options=-csearch_path%3D{schema}"
+    try:
+        env = {**app_env(work, key, work / "unused.db"), "DATABASE_URL": database_url}
+        files = [work / "pg-a.tsv", work / "pg-b.tsv"]
+        for path in files:
+            write_signed_events(path, key, scale.events // 2)
+        servers = [
+            gunicorn("app:create_app()", env, work / f"pg-{n}.log") for n in "ab"
+        ]
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                results = list(
+                    pool.map(
+                        lambda pair: wrk(pair[0].url, pair[1], scale.seconds, 4),
+                        zip(servers, files, strict=True),
+                    )
+                )
+        finally:
+            for server in servers:
+                server.stop()
+        counts = [
+            admin.execute(f"SELECT COUNT(*) FROM {schema}.{table}").fetchone()[0]
+            for table in ("messages", "events", "receipts")
+        ]
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+    rate = sum(result["rate"] for result in results)
+    errors = sum(result["errors"] + result["non_2xx"] for result in results)
+    requests_done = sum(result["requests"] for result in results)
+    one_each = len(set(counts)) == 1 and counts[2] >= requests_done
+    return [
+        Row(label, f"{rate:,.0f}/s", "reported beside SQLite", ""),
+        Row(
+            "  errors, and receipts per message",
+            f"{errors} errors, {counts[2]:,} receipts for {counts[0]:,} messages",
+            "0 errors, exactly 1 each",
+            "",
+            errors == 0 and one_each,
+        ),
+    ]
+
+
 def write_signed_events(path, key, count):
     template = json.loads(FIXTURE.read_text())
     with open(path, "w") as out:
@@ -238,28 +297,34 @@ def first_request(work, key):
             post_event(warm_client, warm_url, key)
 
     env = app_env(work, key, work / "first.db")
-    app_times = first_and_hundredth("app:create_app()", env, work, key, warm_client)
-    hello_times = first_and_hundredth("bench.hello:app", env, work, key, warm_client)
-    first, hundredth = app_times
+    first, typical = first_and_typical("app:create_app()", env, work, key, warm_client)
+    hello_first, hello_typical = first_and_typical(
+        "bench.hello:app", env, work, key, warm_client
+    )
     return [
         Row(
             "first webhook after start",
             f"{first:.1f} ms",
-            "as fast as the 100th",
-            f"{hello_times[0]:.1f} ms",
-            first <= max(2 * hundredth, hello_times[0]),
+            "<= 1.5 x the typical",
+            f"{hello_first:.1f} ms",
+            first <= 1.5 * typical,
         ),
-        Row("  100th webhook", f"{hundredth:.1f} ms", "", f"{hello_times[1]:.1f} ms"),
+        Row(
+            "  typical webhook (median of the next 99)",
+            f"{typical:.1f} ms",
+            "",
+            f"{hello_typical:.1f} ms",
+        ),
     ]
 
 
-def first_and_hundredth(target, env, work, key, client):
+def first_and_typical(target, env, work, key, client):
     server = gunicorn(target, env, work / "first.log", workers=1)
     try:
         times = [post_event(client, server.url, key) for _ in range(100)]
     finally:
         server.stop()
-    return times[0], times[99]
+    return times[0], statistics.median(times[1:])
 
 
 def post_event(client, url, key):
