@@ -18,6 +18,7 @@ from werkzeug.serving import WSGIRequestHandler
 import access
 import db
 import idempotency
+import metrics
 from config import E164, ConfigError, load_settings
 from messaging import (
     FAILURE_STATUSES,
@@ -106,7 +107,7 @@ def create_app(config=None):
 
 
 # The routes anyone may call: the webhook proves itself with its signature.
-OPEN_ENDPOINTS = {"api.receive_webhook", "api.openapi"}
+OPEN_ENDPOINTS = {"api.receive_webhook", "api.openapi", "api.health"}
 
 
 def _guard():
@@ -188,6 +189,16 @@ def _send_answer(to, text):
 
 
 def _send(to, text):
+    try:
+        response = _deliver(to, text)
+    except ApiError as error:
+        metrics.count_send(error.status)
+        raise
+    metrics.count_send(response.status_code)
+    return response
+
+
+def _deliver(to, text):
     services = _services()
     settings = services.settings
 
@@ -330,6 +341,11 @@ def _send_failure(error):
 
 @api.post("/webhooks/message")
 def receive_webhook():
+    with metrics.WEBHOOK_SECONDS.time():
+        return _handle_webhook()
+
+
+def _handle_webhook():
     services = _services()
     body = _raw_body()
 
@@ -337,15 +353,18 @@ def receive_webhook():
         services.verifier.verify(request.headers, body)
     except SignatureError as error:
         log.warning("webhook rejected: %s", error.reason)
+        metrics.count_webhook("rejected", error.reason)
         raise ApiError(401, f"Webhook signature rejected: {error}") from error
     try:
         event = parse_event(body)
     except MalformedEvent as error:
         log.warning("webhook malformed: %s", error)
+        metrics.count_webhook("rejected", "malformed")
         raise ApiError(400, f"Not a well-formed Telnyx event: {error}") from error
 
     if event.message is None:
         log.info("webhook ignored: event %s, type %s", event.event_id, event.event_type)
+        metrics.count_webhook("ignored")
         return _webhook_answer("ignored")
 
     update = event.message
@@ -360,6 +379,7 @@ def receive_webhook():
         update.message_id,
         update.status,
     )
+    metrics.count_webhook("processed" if applied else "duplicate")
     return _webhook_answer(outcome)
 
 
@@ -373,6 +393,26 @@ _WEBHOOK_ANSWERS = {
     outcome: json.dumps({"status": outcome}).encode()
     for outcome in ("processed", "already_processed", "ignored")
 }
+
+
+# Operations
+
+
+@api.get("/healthz")
+def health():
+    try:
+        db.check(_services().database)
+    except db.StorageError:
+        log.error("health check: the database does not answer")
+        return jsonify(status="unavailable", database="down"), 503
+    return jsonify(status="ok", database="up")
+
+
+@api.get("/metrics")
+def prometheus_metrics():
+    counts = db.count_by_status(_services().database)
+    body, content_type = metrics.exposition(counts)
+    return Response(body, content_type=content_type)
 
 
 @api.get("/openapi.json")

@@ -154,6 +154,24 @@ def _insert_receipt(conn, event_id, update, now):
     )
 
 
+def check(db):
+    """Raise StorageError unless the database answers a query on its tables."""
+    try:
+        with db.reading() as conn:
+            conn.execute("SELECT 1 FROM messages WHERE 1 = 0").fetchall()
+    except DRIVER_ERRORS as error:
+        raise StorageError(str(error)) from error
+
+
+def count_by_status(db):
+    """Pairs of a status and how many messages have it."""
+    with db.reading() as conn:
+        rows = conn.execute(
+            "SELECT status, COUNT(*) AS n FROM messages GROUP BY status ORDER BY status"
+        ).fetchall()
+    return [(row["status"], row["n"]) for row in rows]
+
+
 def get_message(db, message_id):
     """Return one message with its receipt and event history, or None."""
     with db.reading() as conn:

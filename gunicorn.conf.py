@@ -5,8 +5,10 @@ Every value can be overridden on the command line or in GUNICORN_CMD_ARGS.
 
 import multiprocessing
 import os
+import shutil
 import socket
 import sys
+import tempfile
 
 from dotenv import load_dotenv
 
@@ -34,9 +36,32 @@ worker_class = "sync"
 timeout = _settings.telnyx_timeout + 15
 graceful_timeout = timeout
 
+# Metrics are counted per worker in files that a scrape of /metrics adds up;
+# the folder is made fresh for each start, so that no old counts leak in.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="receipts-metrics-"
+    )
+    _made_metrics_dir = True
+else:
+    _made_metrics_dir = False
+
 # Each worker builds its own app after the fork: a SQLite connection must not
 # cross into a child process.
 preload_app = False
+
+
+def child_exit(server, worker):
+    """Forget the live values of a worker that is gone."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder this start made."""
+    if _made_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_worker_init(worker):

@@ -225,9 +225,10 @@ def test_gunicorn_refuses_bad_settings_with_the_same_message(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_gunicorn_worker_outlives_the_telnyx_timeout(monkeypatch):
+def test_gunicorn_worker_outlives_the_telnyx_timeout(monkeypatch, tmp_path):
     for name, value in {**VALID, "TELNYX_TIMEOUT_SECONDS": "60"}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     settings = {}
 
     exec((ROOT / "gunicorn.conf.py").read_text(), settings)  # noqa: S102
