@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,6 +18,7 @@ from werkzeug.serving import WSGIRequestHandler
 
 import access
 import db
+import error_codes
 import idempotency
 import metrics
 from config import E164, ConfigError, load_settings
@@ -25,6 +27,7 @@ from messaging import (
     FINAL_RANK,
     KNOWN_STATUSES,
     MalformedEvent,
+    iso_utc,
     parse_event,
     update_from_send,
 )
@@ -36,6 +39,7 @@ log = logging.getLogger("receipts")
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+STATS_WINDOW = timedelta(days=7)
 STATUS_FILTERS = (*KNOWN_STATUSES, "failed")
 
 api = Blueprint("api", __name__)
@@ -393,6 +397,76 @@ _WEBHOOK_ANSWERS = {
     outcome: json.dumps({"status": outcome}).encode()
     for outcome in ("processed", "already_processed", "ignored")
 }
+
+
+# Insights
+
+
+@api.get("/stats")
+def delivery_stats():
+    unknown = sorted(set(request.args) - {"since", "until"})
+    if unknown:
+        raise ApiError(400, f"Unknown query parameters: {', '.join(unknown)}.")
+    until = _moment("until") or datetime.now(UTC)
+    since = _moment("since") or until - STATS_WINDOW
+    if since >= until:
+        raise ApiError(400, "'since' must be before 'until'.")
+
+    found = db.delivery_stats(
+        _services().database, iso_utc(since), iso_utc(until), FAILURE_STATUSES
+    )
+    final = sum(n for _, rank, n in found["by_status"] if rank >= FINAL_RANK)
+    delivered = sum(n for status, _, n in found["by_status"] if status == "delivered")
+    return jsonify(
+        since=iso_utc(since),
+        until=iso_utc(until),
+        messages=sum(n for *_, n in found["by_status"]),
+        by_status={status: n for status, _, n in found["by_status"]},
+        final=final,
+        delivered=delivered,
+        delivery_rate=round(delivered / final, 4) if final else None,
+        failures=[_failure_json(*failure) for failure in found["failures"]],
+        time_to_final={
+            "measured": found["measured"],
+            "p50_seconds": _rounded(found["p50"]),
+            "p95_seconds": _rounded(found["p95"]),
+        },
+        daily=[
+            {"date": day, "sent": sent, "delivered": ok, "failed": failed}
+            for day, sent, ok, failed in found["daily"]
+        ],
+    )
+
+
+def _moment(name):
+    value = _query_value(name)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise ApiError(
+            400, f"'{name}' must be an ISO-8601 time, such as 2026-12-01T00:00:00Z."
+        ) from error
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not 1970 <= moment.year <= 9998:
+        raise ApiError(400, f"'{name}' must be a time between 1970 and 9998.")
+    return moment
+
+
+def _failure_json(code, title, count):
+    known = error_codes.describe(code) if code else None
+    return {
+        "code": code,
+        "title": known.title if known else (title or "No error code given"),
+        "retry": known.retry if known else None,
+        "explanation": known.explanation if known else None,
+        "count": count,
+    }
+
+
+def _rounded(seconds):
+    return None if seconds is None else round(seconds, 3)
 
 
 # Operations

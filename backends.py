@@ -54,6 +54,8 @@ class SQLiteDatabase:
     """A SQLite file shared by threads and worker processes."""
 
     kind = "sqlite"
+    # Seconds from one stored timestamp (ISO-8601 text) to another.
+    SECONDS_BETWEEN = "((julianday({end}) - julianday({start})) * 86400.0)"
 
     def __init__(self, path, synchronous="NORMAL"):
         self.path = os.path.abspath(path)
@@ -160,6 +162,10 @@ class PostgresDatabase:
     """A PostgreSQL database that several instances of the service share."""
 
     kind = "postgresql"
+    SECONDS_BETWEEN = (
+        "EXTRACT(EPOCH FROM (CAST({end} AS timestamptz)"
+        + " - CAST({start} AS timestamptz)))"
+    )
 
     def __init__(self, url, pool_size):
         self.url = url

@@ -191,6 +191,61 @@ def get_message(db, message_id):
     return dict(row), receipt and dict(receipt), [dict(event) for event in events]
 
 
+def delivery_stats(db, since, until, failure_statuses):
+    """Counts, failures, time to a final status and a daily series, for messages
+    created from `since` up to (not including) `until`."""
+    window = "created_at >= ? AND created_at < ?"
+    failed = ", ".join("?" for _ in failure_statuses)
+    seconds = db.SECONDS_BETWEEN.format(start="m.created_at", end="r.occurred_at")
+    timed = (
+        "FROM messages m JOIN receipts r ON r.message_id = m.message_id"
+        " WHERE m.created_at >= ? AND m.created_at < ?"
+        " AND r.occurred_at >= m.created_at"
+    )
+
+    with db.reading() as conn:
+        by_status = conn.execute(
+            "SELECT status, MAX(status_rank) AS status_rank, COUNT(*) AS n"
+            f" FROM messages WHERE {window} GROUP BY status ORDER BY status",
+            (since, until),
+        ).fetchall()
+        failures = conn.execute(
+            "SELECT error_code, MAX(error_title) AS title, COUNT(*) AS n"
+            f" FROM messages WHERE {window} AND status IN ({failed})"
+            " GROUP BY error_code ORDER BY n DESC, error_code",
+            (since, until, *failure_statuses),
+        ).fetchall()
+        daily = conn.execute(
+            "SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS sent,"
+            " SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END) AS delivered,"
+            f" SUM(CASE WHEN status IN ({failed}) THEN 1 ELSE 0 END) AS failed"
+            f" FROM messages WHERE {window}"
+            " GROUP BY substr(created_at, 1, 10) ORDER BY day",
+            (*failure_statuses, since, until),
+        ).fetchall()
+        measured = conn.execute(f"SELECT COUNT(*) AS n {timed}", (since, until))
+        measured = measured.fetchone()["n"]
+        percentiles = {}
+        for share in (0.50, 0.95):
+            # Nearest rank: the smallest duration with at least this share of
+            # the durations at or below it.
+            rank = max(1, -(-int(share * 100) * measured // 100))
+            row = conn.execute(
+                f"SELECT {seconds} AS s {timed} ORDER BY s LIMIT 1 OFFSET ?",
+                (since, until, rank - 1),
+            ).fetchone()
+            percentiles[share] = None if row is None else float(row["s"])
+
+    return {
+        "by_status": [(r["status"], r["status_rank"], r["n"]) for r in by_status],
+        "failures": [(r["error_code"], r["title"], r["n"]) for r in failures],
+        "daily": [(r["day"], r["sent"], r["delivered"], r["failed"]) for r in daily],
+        "measured": measured,
+        "p50": percentiles[0.50],
+        "p95": percentiles[0.95],
+    }
+
+
 def list_messages(db, statuses=None, before=None, limit=100):
     """Return up to `limit` messages, newest first, older than cursor `before`."""
     ranges = [(status,) for status in statuses] if statuses else [()]
