@@ -31,6 +31,7 @@ from messaging import (
     parse_event,
     update_from_send,
 )
+from reconcile import reconcile_command
 from signature import SignatureError, WebhookVerifier
 from telnyx_client import TelnyxClient, TelnyxError, TelnyxTimeout, TelnyxUnreachable
 
@@ -93,6 +94,7 @@ def create_app(config=None):
     )
 
     app.register_blueprint(api)
+    app.cli.add_command(reconcile_command)
     app.before_request(_guard)
     app.after_request(_security_headers)
     app.register_error_handler(access.AccessDenied, _render_access_denied)

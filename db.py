@@ -381,3 +381,30 @@ def copy_database(source, target):
             raise StorageError(str(error)) from error
         report[table] = (read, added)
     return report
+
+
+def unfinished_messages(db, created_before, batch=500):
+    """Yield (message id, status) of every message not final, oldest first."""
+    after = 0
+    while True:
+        with db.reading() as conn:
+            rows = conn.execute(
+                "SELECT seq, message_id, status FROM messages"
+                " WHERE status_rank < ? AND created_at < ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (FINAL_RANK, created_before, after, batch),
+            ).fetchall()
+        for row in rows:
+            yield row["message_id"], row["status"]
+        if len(rows) < batch:
+            return
+        after = rows[-1]["seq"]
+
+
+def status_of(db, message_id):
+    """The stored status of one message, or None."""
+    with db.reading() as conn:
+        row = conn.execute(
+            "SELECT status FROM messages WHERE message_id = ?", (message_id,)
+        ).fetchone()
+    return None if row is None else row["status"]

@@ -130,6 +130,18 @@ def update_from_send(message, from_number, to, text):
     )
 
 
+def update_from_record(message):
+    """Describe what Telnyx's current record of a message says, or raise
+    MalformedEvent. Only a status Telnyx calls final counts as final here: no
+    event vouches for it."""
+    if not isinstance(message, dict):
+        raise MalformedEvent("The message record is not an object.")
+    status = _field(_recipient(message), "status", str, "message.to[0]")
+    moment = _timestamp(message, "completed_at", "message")
+    moment = moment or _timestamp(message, "sent_at", "message") or utc_now()
+    return _message_update(message, status, rank_of(status), moment)
+
+
 def _update_from(data, payload, event_type):
     occurred_at = _timestamp(data, "occurred_at", "data", required=True)
     recipient = _recipient(payload)

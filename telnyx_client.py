@@ -4,6 +4,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from urllib.parse import quote
 
 import requests
 
@@ -74,7 +75,7 @@ class TelnyxClient:
 
     def get_message(self, message_id):
         """Return Telnyx's current record of one message."""
-        return self._request("GET", f"/messages/{message_id}")
+        return self._request("GET", f"/messages/{quote(message_id, safe='')}")
 
     def _request(self, method, path, **kwargs):
         url = self._base_url + path

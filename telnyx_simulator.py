@@ -153,6 +153,9 @@ class TelnyxSimulator:
         self.sent_delay = sent_delay
         self.final_delay = final_delay
         self.retry_delays = retry_delays
+        # How many of the next retrievals answer 429, and what they ask to wait.
+        self.rate_limited_retrievals = 0
+        self.retry_after = RETRY_AFTER_SECONDS
         self.messages = {}
         self.requests = []
         self._lock = threading.Lock()
@@ -223,7 +226,11 @@ class TelnyxSimulator:
             if not self._authorized():
                 return self._refusal(REFUSALS["5550401"])
             with self._lock:
+                limited = self.rate_limited_retrievals > 0
+                self.rate_limited_retrievals -= int(limited)
                 message = copy.deepcopy(self.messages.get(message_id))
+            if limited:
+                return self._refusal(REFUSALS["5550429"])
             if message is None:
                 return _json(
                     telnyx_errors(
@@ -291,7 +298,7 @@ class TelnyxSimulator:
         status, code, title, detail = refusal
         response = _json(telnyx_errors(code, title, detail), status)
         if status == 429:
-            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            response.headers["Retry-After"] = self.retry_after
         return response
 
     def _validate(self, body):
@@ -343,6 +350,7 @@ class TelnyxSimulator:
         message["messaging_profile_id"] = body.get("messaging_profile_id", PROFILE_ID)
         message["webhook_url"] = body.get("webhook_url", "")
         message["to"][0]["line_type"] = outcome.line_type
+        answer = copy.deepcopy(message)  # as accepted, before its life moves on
         with self._lock:
             self.messages[message["id"]] = message
         target = message["webhook_url"] or self.webhook_url
@@ -352,7 +360,7 @@ class TelnyxSimulator:
                 args=(message["id"], outcome, target),
                 daemon=True,
             ).start()
-        return copy.deepcopy(message)
+        return answer
 
     def _play(self, message_id, outcome, target):
         """Move a message to its outcome and post its events, as Telnyx would."""
