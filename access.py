@@ -3,6 +3,8 @@
 The webhook route is not guarded here: its Ed25519 signature is its credential.
 """
 
+import base64
+import binascii
 import hmac
 import ipaddress
 
@@ -29,24 +31,34 @@ FORWARDING_HEADERS = (
     "X-Envoy-External-Address",
     "Via",
 )
-REALM = 'Bearer realm="sms-delivery-receipts"'
+BEARER = 'Bearer realm="sms-delivery-receipts"'
+BASIC = 'Basic realm="sms-delivery-receipts", charset="UTF-8"'
 
 
 class AccessDenied(Exception):
     """The request may not use a guarded route; `status` is 401 or 403."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, challenge=BEARER):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.challenge = challenge
 
 
-def check(request, token):
-    """Return None when `request` may use a guarded route, else raise AccessDenied."""
+def check(request, token, browser=False):
+    """Return None when `request` may use a guarded route, else raise AccessDenied.
+
+    With a token set, it may come as a bearer token, or as the password of
+    HTTP Basic authentication (any user name), which is how a browser sends it
+    once asked; `browser` asks for it that way.
+    """
     if token:
-        if not _bearer_matches(request.headers.get("Authorization"), token):
+        header = request.headers.get("Authorization")
+        if not (_bearer_matches(header, token) or _basic_matches(header, token)):
             raise AccessDenied(
-                401, "Send the API token as 'Authorization: Bearer <API_TOKEN>'."
+                401,
+                "Send the API token as 'Authorization: Bearer <API_TOKEN>'.",
+                BASIC if browser else BEARER,
             )
         return
 
@@ -66,6 +78,18 @@ def _bearer_matches(header, token):
     # must match exactly. Compared as bytes in constant time, so the answer's
     # timing says nothing about how much of a guess was right.
     return hmac.compare_digest(given.strip(" \t").encode(), token.encode())
+
+
+def _basic_matches(header, token):
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(" \t"), validate=True).decode()
+    except (binascii.Error, ValueError):
+        return False
+    _, _, password = decoded.partition(":")
+    return hmac.compare_digest(password.encode(), token.encode())
 
 
 def _is_loopback(address):

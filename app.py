@@ -12,7 +12,15 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from dotenv import load_dotenv
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+)
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler
 
@@ -41,6 +49,7 @@ MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 STATS_WINDOW = timedelta(days=7)
+RECENT_ON_DASHBOARD = 25
 STATUS_FILTERS = (*KNOWN_STATUSES, "failed")
 
 api = Blueprint("api", __name__)
@@ -119,7 +128,9 @@ OPEN_ENDPOINTS = {"api.receive_webhook", "api.openapi", "api.health"}
 def _guard():
     if request.endpoint is None or request.endpoint in OPEN_ENDPOINTS:
         return
-    access.check(request, _services().settings.api_token)
+    # A browser asks for a password only when challenged with Basic.
+    browser = request.endpoint == "api.dashboard"
+    access.check(request, _services().settings.api_token, browser=browser)
 
 
 def _security_headers(response):
@@ -130,7 +141,7 @@ def _security_headers(response):
 def _render_access_denied(error):
     response = jsonify(error=error.message)
     if error.status == 401:
-        response.headers["WWW-Authenticate"] = access.REALM
+        response.headers["WWW-Authenticate"] = error.challenge
     return response, error.status
 
 
@@ -409,35 +420,71 @@ def delivery_stats():
     unknown = sorted(set(request.args) - {"since", "until"})
     if unknown:
         raise ApiError(400, f"Unknown query parameters: {', '.join(unknown)}.")
-    until = _moment("until") or datetime.now(UTC)
+    until = _moment("until") or _now_included()
     since = _moment("since") or until - STATS_WINDOW
     if since >= until:
         raise ApiError(400, "'since' must be before 'until'.")
 
+    return jsonify(_stats_document(since, until))
+
+
+def _stats_document(since, until):
     found = db.delivery_stats(
         _services().database, iso_utc(since), iso_utc(until), FAILURE_STATUSES
     )
     final = sum(n for _, rank, n in found["by_status"] if rank >= FINAL_RANK)
     delivered = sum(n for status, _, n in found["by_status"] if status == "delivered")
-    return jsonify(
-        since=iso_utc(since),
-        until=iso_utc(until),
-        messages=sum(n for *_, n in found["by_status"]),
-        by_status={status: n for status, _, n in found["by_status"]},
-        final=final,
-        delivered=delivered,
-        delivery_rate=round(delivered / final, 4) if final else None,
-        failures=[_failure_json(*failure) for failure in found["failures"]],
-        time_to_final={
+    return {
+        "since": iso_utc(since),
+        "until": iso_utc(until),
+        "messages": sum(n for *_, n in found["by_status"]),
+        "by_status": {status: n for status, _, n in found["by_status"]},
+        "final": final,
+        "delivered": delivered,
+        "delivery_rate": round(delivered / final, 4) if final else None,
+        "failures": [_failure_json(*failure) for failure in found["failures"]],
+        "time_to_final": {
             "measured": found["measured"],
             "p50_seconds": _rounded(found["p50"]),
             "p95_seconds": _rounded(found["p95"]),
         },
-        daily=[
+        "daily": [
             {"date": day, "sent": sent, "delivered": ok, "failed": failed}
             for day, sent, ok, failed in found["daily"]
         ],
+    }
+
+
+# The dashboard
+
+
+@api.get("/")
+def dashboard():
+    unknown = sorted(set(request.args) - {"status"})
+    if unknown:
+        raise ApiError(400, f"Unknown query parameters: {', '.join(unknown)}.")
+    status = _query_value("status") or None
+    statuses = _status_filter(status)
+
+    until = _now_included()
+    stats = _stats_document(until - STATS_WINDOW, until)
+    recent = db.list_messages(_services().database, statuses, None, RECENT_ON_DASHBOARD)
+    largest_day = max([day["sent"] for day in stats["daily"]] or [0])
+    return render_template(
+        "dashboard.html",
+        stats=stats,
+        recent=[_message_json(row) for row in recent],
+        status=status,
+        statuses=STATUS_FILTERS,
+        largest_status=max(stats["by_status"].values(), default=0),
+        largest_day=largest_day,
     )
+
+
+def _now_included():
+    # The window leaves its end out, and times are kept to the millisecond:
+    # a message created this very millisecond belongs in "up to now".
+    return datetime.now(UTC) + timedelta(milliseconds=1)
 
 
 def _moment(name):
