@@ -54,8 +54,12 @@ class SQLiteDatabase:
     """A SQLite file shared by threads and worker processes."""
 
     kind = "sqlite"
-    # Seconds from one stored timestamp (ISO-8601 text) to another.
-    SECONDS_BETWEEN = "((julianday({end}) - julianday({start})) * 86400.0)"
+    # Whole tenths of a second from one stored timestamp (ISO-8601 text) to a
+    # later one. Stored times are whole milliseconds; half of one absorbs the
+    # rounding of julianday's floating point.
+    TENTHS_BETWEEN = (
+        "CAST((julianday({end}) - julianday({start})) * 864000 + 0.005 AS INTEGER)"
+    )
 
     def __init__(self, path, synchronous="NORMAL"):
         self.path = os.path.abspath(path)
@@ -162,9 +166,9 @@ class PostgresDatabase:
     """A PostgreSQL database that several instances of the service share."""
 
     kind = "postgresql"
-    SECONDS_BETWEEN = (
-        "EXTRACT(EPOCH FROM (CAST({end} AS timestamptz)"
-        + " - CAST({start} AS timestamptz)))"
+    TENTHS_BETWEEN = (
+        "FLOOR(EXTRACT(EPOCH FROM (CAST({end} AS timestamptz)"
+        + " - CAST({start} AS timestamptz))) * 10)"
     )
 
     def __init__(self, url, pool_size):
