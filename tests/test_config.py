@@ -117,6 +117,26 @@ def test_a_value_in_the_wrong_setting_is_not_repeated_back():
     assert "secret" not in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://db.example:port/receipts", "postgresql://db.example", "mysql://x/y"],
+)
+def test_unsupported_or_malformed_database_url_is_refused(url):
+    message = problems({**VALID, "DATABASE_URL": url})
+
+    assert "DATABASE_URL" in message
+    assert "db.example" not in message  # the URL may hold a password
+
+
+def test_postgresql_url_selects_postgresql():
+    url = "postgresql://user:secret@db.example:5432/receipts"
+
+    settings = load_settings({**VALID, "DATABASE_URL": url, "DATABASE_POOL_SIZE": "8"})
+
+    assert (settings.database_url, settings.database_path) == (url, None)
+    assert settings.database_pool_size == 8
+
+
 def test_in_memory_database_is_refused():
     assert "in-memory" in problems({**VALID, "DATABASE_URL": "sqlite:///:memory:"})
 
