@@ -313,8 +313,12 @@ def _send_failure(error):
             "probably not sent: check GET /messages before sending it again.",
         )
 
+    verdict = "refused" if 400 <= error.status < 500 else "outcome unknown"
     log.warning(
-        "send refused: Telnyx HTTP %s, code %s", error.status, error.code or "none"
+        "send %s: Telnyx HTTP %s, code %s",
+        verdict,
+        error.status,
+        error.code or "none",
     )
     details = {"status": error.status, "code": error.code, "title": error.title}
     details["detail"] = error.detail
@@ -779,7 +783,9 @@ class _PlainHandler(WSGIRequestHandler):
     """Werkzeug's request handler, without naming its version to every client."""
 
     server_version = "sms-delivery-receipts"
-    sys_version = ""
+
+    def version_string(self):
+        return self.server_version
 
 
 def _arguments():
@@ -811,6 +817,10 @@ def _arguments():
     )
     copy.add_argument("source", help="the SQLite file, such as receipts.db")
     trigger.add_argument("--error-title", help="the error's title")
+    trigger.add_argument(
+        "--event-id",
+        help="the event's id; repeat one to see a redelivery (default new)",
+    )
     port = os.environ.get("PORT") or "5000"
     trigger.add_argument(
         "--url",

@@ -110,9 +110,12 @@ def trigger_event():
     status = _text(body, "status") or _default_status(event_type)
     code = _text(body, "error_code")
     error = (code, _text(body, "error_title") or f"Error {code}") if code else None
+    event_id = _text(body, "event_id")
 
     simulator = current_app.extensions["sandbox"]
-    event_id, answer = simulator.trigger(message_id, event_type, status, error)
+    event_id, answer = simulator.trigger(
+        message_id, event_type, status, error, event_id=event_id
+    )
     status_code, reply = answer if answer else (None, None)
     return jsonify(event_id=event_id, webhook_status=status_code, webhook_answer=reply)
 
@@ -166,7 +169,7 @@ def trigger(args):
         return 2
 
     request_body = {"message_id": args.message_id, "event_type": args.event}
-    for name in ("status", "error_code", "error_title"):
+    for name in ("status", "error_code", "error_title", "event_id"):
         if getattr(args, name):
             request_body[name] = getattr(args, name)
     answer = requests.post(

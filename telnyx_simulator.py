@@ -198,8 +198,13 @@ class TelnyxSimulator:
             self._server.server_close()
             self._server = None
 
-    def trigger(self, message_id, event_type, status, error=None, url=None):
-        """Deliver one event for a message once; return its id and the answer."""
+    def trigger(
+        self, message_id, event_type, status, error=None, url=None, event_id=None
+    ):
+        """Deliver one event for a message once; return its id and the answer.
+
+        Giving the id of an event delivered before sends it again, as Telnyx's
+        retries do."""
         with self._lock:
             message = copy.deepcopy(self.messages.get(message_id))
         if message is None:
@@ -209,6 +214,8 @@ class TelnyxSimulator:
         target = url or message.get("webhook_url") or self.webhook_url
 
         event = _event(event_type, message)
+        if event_id:
+            event["data"]["id"] = event_id
         answer = self._post_event(target, event, attempt=1)
         return event["data"]["id"], answer
 

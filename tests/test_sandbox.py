@@ -181,3 +181,15 @@ def test_trigger_refuses_a_service_that_is_not_in_sandbox_mode(tmp_path, public_
 
     assert result.returncode == 2
     assert "not in sandbox mode" in result.stderr
+
+
+def test_trigger_with_the_same_event_id_shows_a_redelivery(sandbox):
+    url, _, _ = sandbox
+    args = ["6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "--event-id", "evt-replayed-1"]
+
+    first = trigger(url, *args)
+    again = trigger(url, *args)
+
+    assert "'processed'" in first.stdout
+    assert "already_processed" in again.stdout
+    assert again.returncode == 0
