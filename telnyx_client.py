@@ -1,14 +1,11 @@
 """The one place that talks to Telnyx's REST API."""
 
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from urllib.parse import quote
 
 import requests
-
-log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 

@@ -170,3 +170,11 @@ class Store:
     def drop(self):
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
+
+
+def app_process(folder, *args, **settings):
+    """`python app.py` with `args` (such as --sandbox) on a free port in `folder`."""
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "PORT": str(port), **settings}
+    command = [sys.executable, str(ROOT / "app.py"), *args]
+    return ServiceProcess(command, folder, env, folder / f"log-{port}", port)

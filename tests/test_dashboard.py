@@ -3,12 +3,11 @@
 import base64
 import os
 import shutil
-import sys
 import time
 
 import pytest
 import requests
-from support import ROOT, ServiceProcess, free_port
+from support import ROOT, app_process
 
 TOKEN = "dashboard-token-0123456789"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -101,15 +100,7 @@ def browser(tmp_path):
 @pytest.fixture
 def sandbox(tmp_path):
     """The sandbox with a delivered, two failed and an unconfirmed message."""
-    port = free_port()
-    env = {"PATH": os.environ["PATH"], "PORT": str(port)}
-    service = ServiceProcess(
-        [sys.executable, str(ROOT / "app.py"), "--sandbox"],
-        tmp_path,
-        env,
-        tmp_path / "log",
-        port,
-    )
+    service = app_process(tmp_path, "--sandbox")
     for to in ["+13125550147", "+13125550101", "+13125550102", "+13125550103"]:
         requests.post(
             f"{service.url}/sms/send", json={"to": to, "message": "Hi"}, timeout=10

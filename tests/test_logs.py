@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import requests
-from support import ServiceProcess, free_port
+from support import app_process
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "log-test-token-3c1e9d0b7a"
@@ -16,15 +16,7 @@ NUMBERS = ["+13125550147", "+13125550101", "+13125550105", "+13125550106"]
 
 
 def test_a_full_sandbox_run_logs_no_secrets_numbers_or_texts(tmp_path):
-    port = free_port()
-    env = {"PATH": os.environ["PATH"], "PORT": str(port), "API_TOKEN": TOKEN}
-    service = ServiceProcess(
-        [sys.executable, str(ROOT / "app.py"), "--sandbox"],
-        tmp_path,
-        env,
-        tmp_path / "service.log",
-        port,
-    )
+    service = app_process(tmp_path, "--sandbox", API_TOKEN=TOKEN)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
         ids = []
@@ -52,7 +44,7 @@ def test_a_full_sandbox_run_logs_no_secrets_numbers_or_texts(tmp_path):
         trigger = subprocess.run(
             [sys.executable, str(ROOT / "app.py"), "trigger", ids[0]]
             + ["--url", service.url],
-            env={**env, "API_TOKEN": TOKEN},
+            env={"PATH": os.environ["PATH"], "API_TOKEN": TOKEN},
             capture_output=True,
             text=True,
             timeout=30,

@@ -1,6 +1,5 @@
 """`python app.py --sandbox`: the whole delivery loop on one machine, run for real."""
 
-import os
 import subprocess
 import sys
 import time
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ServiceProcess, free_port
+from support import app_process
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -25,11 +24,7 @@ OUTCOMES = [
 
 
 def start(cwd, *args, env=None):
-    port = free_port()
-    environment = {"PATH": os.environ["PATH"], "PORT": str(port), **(env or {})}
-    return ServiceProcess(
-        [sys.executable, APP, *args], cwd, environment, cwd / f"log-{port}", port
-    )
+    return app_process(cwd, *args, **(env or {}))
 
 
 @pytest.fixture
