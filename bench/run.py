@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backends import SQLiteDatabase  # noqa: E402
+from messaging import iso_utc  # noqa: E402
 from signature import sign  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "message-finalized-delivered.json"
@@ -47,6 +49,13 @@ API_KEY = "KEY_BENCHMARK"
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter, smaller run")
+    parser.add_argument(
+        "--only",
+        metavar="PART",
+        action="append",
+        choices=sorted(PARTS),
+        help="run only this part (repeatable); all parts by default",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: on Debian or Ubuntu, `apt-get install wrk`.")
@@ -57,11 +66,8 @@ def main():
     rows = []
     started = time.monotonic()
     try:
-        rows += ingest(work, key, scale)
-        rows += ingest_postgres(work, key, scale)
-        rows += first_request(work, key)
-        rows += large_table(work, key, scale)
-        rows += send_overhead(work, key, scale)
+        for name in args.only or PARTS:
+            rows += PARTS[name](work, key, scale)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -290,7 +296,7 @@ def _count(pattern, text):
 # The first request after start
 
 
-def first_request(work, key):
+def first_request(work, key, scale):
     warm_client = requests.Session()
     with QuietServer() as warm_url:
         for _ in range(3):
@@ -382,8 +388,13 @@ def large_table(work, key, scale):
             f"{server.url}/messages?status=delivered&limit=100&cursor={deep_cursor}"
         )
         memory = page_through(server)
-        stats_seconds = median_seconds(
+        # The whole week, and one whose ends fall mid-hour, as the default
+        # "last seven days" does: those partial hours are counted row by row.
+        stats_week = median_seconds(
             f"{server.url}/stats?since=2026-11-24T00:00:00Z&until=2026-12-01T00:00:00Z"
+        )
+        stats_uneven = median_seconds(
+            f"{server.url}/stats?since=2026-11-24T00:17:00Z&until=2026-11-30T23:43:00Z"
         )
     finally:
         server.stop()
@@ -421,21 +432,29 @@ def large_table(work, key, scale):
             flat,
         ),
         Row(
-            f"GET /stats over a week holding all {rows_label}, median",
-            f"{stats_seconds:.2f} s",
-            "fast",
+            f"GET /stats over the week holding all {rows_label}, median",
+            f"{stats_week * 1000:.1f} ms",
+            "fast (< 100 ms)",
             "",
-            stats_seconds < 0.5,
+            stats_week < 0.1,
+        ),
+        Row(
+            "  the same, both ends mid-hour",
+            f"{stats_uneven * 1000:.1f} ms",
+            "fast (< 100 ms)",
+            "",
+            stats_uneven < 0.1,
         ),
         Row("  (seeding the table took)", f"{seeded:.0f} s", "", ""),
     ]
 
 
 def seed(path, count):
-    """Fill a database with `count` messages, most of them delivered."""
+    """Fill a database with `count` messages spread over a week, most delivered."""
     SQLiteDatabase(str(path)).migrate()
     statuses = ["delivered"] * 8 + ["delivery_failed", "sent"]
-    now = "2026-11-30T12:00:00.000Z"
+    week_start = datetime(2026, 11, 24, tzinfo=UTC)
+    step = timedelta(days=7) / count
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA synchronous = OFF")
         conn.executemany(
@@ -451,24 +470,25 @@ def seed(path, count):
                     "Your order has shipped",
                     statuses[n % 10],
                     3 if statuses[n % 10] == "sent" else 10,
-                    now,
-                    now,
+                    iso_utc(week_start + n * step),
+                    iso_utc(week_start + n * step),
                 )
                 for n in range(count)
             ),
         )
-        conn.executemany(
+        conn.execute(
             "INSERT INTO events (event_id, message_id, event_type, status,"
-            " occurred_at, received_at) VALUES (?, ?, 'message.finalized', ?, ?, ?)",
-            (
-                (f"event-{n:08d}", f"bench-{n:08d}", statuses[n % 10], now, now)
-                for n in range(count)
-            ),
+            " occurred_at, received_at) SELECT 'event-' || substr(message_id, 7),"
+            " message_id, 'message.finalized', status, created_at, created_at"
+            " FROM messages"
         )
+        # Delivered within a minute, in whole seconds.
         conn.execute(
             "INSERT INTO receipts (message_id, event_id, status, occurred_at,"
             " recorded_at) SELECT message_id, 'event-' || substr(message_id, 7),"
-            " status, created_at, created_at FROM messages WHERE status_rank = 10"
+            " status, strftime('%Y-%m-%dT%H:%M:%fZ', created_at,"
+            " '+' || (seq % 60) || ' seconds'), created_at"
+            " FROM messages WHERE status_rank = 10"
         )
         deep = conn.execute(
             "SELECT seq FROM messages WHERE status = 'delivered' ORDER BY seq"
@@ -625,6 +645,14 @@ def report(rows, seconds):
         + (f"; missed: {missed}" if missed else "")
     )
 
+
+PARTS = {
+    "ingest": ingest,
+    "postgresql": ingest_postgres,
+    "first": first_request,
+    "large": large_table,
+    "send": send_overhead,
+}
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ import random
 import signal
 import sqlite3
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -64,6 +65,8 @@ def test_duplicate_deliveries_across_workers_have_exactly_one_effect(
     assert receipts == finals
     assert statuses == finals
     assert events == MESSAGES * 2
+    stats = requests.get(f"{base_url}/stats", timeout=30).json()
+    assert stats["by_status"] == dict(Counter(finals.values()))
     assert "locked" not in service.output()
 
 

@@ -107,3 +107,31 @@ def test_filter_on_several_statuses_reads_one_index_range_each(app):
     # Only the page-sized parts are merged; the table itself is never scanned.
     assert plan.count("USING INDEX messages_status_seq (status=? AND seq<?)") == 3
     assert "SCAN messages" not in plan
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "reads"),
+    [
+        # Whole hours come from the counts the triggers keep, never the messages.
+        ("2026-11-01T00:00", "2026-11-08T00:00", "PRIMARY KEY (hour>? AND hour<?)"),
+        # A part of an hour is counted through the creation index.
+        (
+            "2026-11-01T00:30",
+            "2026-11-01T00:45",
+            "messages_created (created_at>? AND created_at<?)",
+        ),
+    ],
+)
+def test_stats_read_only_their_window(app, since, until, reads):
+    database = app.extensions["receipts"].database
+    since, until = f"{since}:00.000Z", f"{until}:00.000Z"
+
+    plans = query_plans(
+        database,
+        lambda: db.delivery_stats(database, since, until, ("delivery_failed",)),
+    )
+
+    assert len(plans) == 2
+    for plan in plans:
+        assert reads in plan
+        assert "SCAN" not in plan

@@ -3,6 +3,7 @@
 import json
 import random
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -73,6 +74,9 @@ def test_duplicate_and_out_of_order_events_across_instances_apply_once(
     assert dict(shared.query("SELECT message_id, status FROM receipts")) == finals
     assert dict(shared.query("SELECT message_id, status FROM messages")) == finals
     assert shared.query("SELECT COUNT(*) FROM events") == [(60,)]
+    # The counts behind /stats, kept by triggers in the racing transactions.
+    stats = requests.get(f"{instances[1].url}/stats", timeout=30).json()
+    assert stats["by_status"] == dict(Counter(finals.values()))
 
 
 def test_events_that_beat_the_send_on_another_instance_still_land(

@@ -1,10 +1,12 @@
 """GET /stats: known answers on a seeded database."""
 
-from datetime import datetime, timedelta
+import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from messaging import iso_utc
+import db
+from messaging import FAILURE_STATUSES, ErrorInfo, MessageUpdate, iso_utc, rank_of
 
 WINDOW = "since=2026-11-01T00:00:00Z&until=2026-11-08T00:00:00Z"
 
@@ -151,3 +153,116 @@ def test_bad_windows_answer_400(client, query):
 
     assert response.status_code == 400
     assert response.get_json()["error"]
+
+
+def test_partial_hours_at_either_end_are_counted_exactly(seeded):
+    # From just after m1 (10:00:00.000) to exactly m4 (09:30, left out), with
+    # whole hours between: both ends are counted from the messages.
+    query = "since=2026-11-02T10:00:00.001Z&until=2026-11-03T09:30:00Z"
+    stats = seeded.get(f"/stats?{query}").get_json()
+
+    assert stats["by_status"] == {"delivered": 1, "delivery_failed": 1}
+    assert stats["time_to_final"]["measured"] == 2
+    assert stats["daily"] == [
+        {"date": "2026-11-02", "sent": 1, "delivered": 1, "failed": 0},
+        {"date": "2026-11-03", "sent": 1, "delivered": 0, "failed": 1},
+    ]
+
+
+def test_a_window_within_one_hour(seeded):
+    stats = seeded.get(
+        "/stats?since=2026-11-03T09:15:00Z&until=2026-11-03T09:45:00Z"
+    ).get_json()
+
+    assert stats["by_status"] == {"delivery_failed": 1}
+    assert stats["failures"][0]["code"] == "40008"
+
+
+# Messages spread over three days, moved on by real status events, then
+# compared over random windows with what counting every stored row gives.
+START = datetime(2026, 11, 1, tzinfo=UTC)
+FINALS = [
+    ("delivered", None),
+    ("delivered", None),
+    ("delivery_failed", ErrorInfo("40008", "Undeliverable", None)),
+    ("delivery_failed", ErrorInfo("40008", "Unreachable", None)),
+    ("sending_failed", ErrorInfo("40001", "Not routable", None)),
+    ("expired", None),
+    ("delivery_unconfirmed", None),
+]
+
+
+def scatter_messages(rng, database, store, count):
+    for n in range(count):
+        created = START + timedelta(milliseconds=rng.randrange(3 * 86_400_000))
+        store.execute(
+            "INSERT INTO messages (message_id, status, status_rank, created_at,"
+            f" updated_at) VALUES ('r{n}', 'queued', 1, '{iso_utc(created)}',"
+            f" '{iso_utc(created)}')"
+        )
+        for event in range(rng.choice([0, 1, 1, 2, 3])):
+            status, error = rng.choice([*FINALS, ("sent", None)])
+            occurred = created + timedelta(milliseconds=rng.randrange(-500, 400_000))
+            update = MessageUpdate(
+                f"r{n}", status, rank_of(status), iso_utc(occurred), error=error
+            )
+            db.apply_event(database, f"r{n}-{event}", "message.finalized", update)
+
+
+def counted_by_hand(store, since, until):
+    """The figures of a window, from every message and receipt, in Python."""
+    receipts = dict(store.query("SELECT message_id, occurred_at FROM receipts"))
+    by_status, daily, failures, tenths = {}, {}, {}, []
+    rows = store.query(
+        "SELECT message_id, status, error_code, error_title, created_at FROM messages"
+    )
+    for message_id, status, code, title, created in rows:
+        if not since <= created < until:
+            continue
+        by_status[status] = by_status.get(status, 0) + 1
+        day = daily.setdefault(created[:10], [0, 0, 0])
+        day[0] += 1
+        day[1] += status == "delivered"
+        day[2] += status in FAILURE_STATUSES
+        if status in FAILURE_STATUSES:
+            seen = failures.setdefault(code, [None, 0])
+            seen[0] = max(filter(None, (seen[0], title)), default=None)
+            seen[1] += 1
+        occurred = receipts.get(message_id)
+        if occurred and occurred >= created:
+            gap = datetime.fromisoformat(occurred) - datetime.fromisoformat(created)
+            tenths.append(gap // timedelta(milliseconds=100) / 10)
+    tenths.sort()
+    return {
+        "by_status": by_status,
+        "daily": {day: tuple(counts) for day, counts in daily.items()},
+        "failures": {code: tuple(seen) for code, seen in failures.items()},
+        "measured": len(tenths),
+        "p50": tenths[-(-50 * len(tenths) // 100) - 1] if tenths else None,
+        "p95": tenths[-(-95 * len(tenths) // 100) - 1] if tenths else None,
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_any_window_agrees_with_counting_every_message(app, store, seed):
+    rng = random.Random(seed)
+    database = app.extensions["receipts"].database
+    scatter_messages(rng, database, store, 150)
+    db.warm_up(database)  # adds and removes a message: counted in, then out
+
+    ends = [START + timedelta(hours=rng.randrange(-2, 76)) for _ in range(10)]
+    ends += [START + timedelta(seconds=rng.randrange(-3600, 76 * 3600)) for _ in ends]
+    for _ in range(25):
+        since, until = sorted(rng.sample(ends, 2))
+        since, until = iso_utc(since), iso_utc(until)
+        found = db.delivery_stats(database, since, until, FAILURE_STATUSES)
+        expected = counted_by_hand(store, since, until)
+
+        assert {s: n for s, _, n in found["by_status"]} == expected["by_status"]
+        assert {d: tuple(c) for d, *c in found["daily"]} == expected["daily"]
+        assert {c: (t, n) for c, t, n in found["failures"]} == expected["failures"]
+        assert [n for *_, n in found["failures"]] == sorted(
+            (n for *_, n in found["failures"]), reverse=True
+        )
+        assert found["measured"] == expected["measured"]
+        assert (found["p50"], found["p95"]) == (expected["p50"], expected["p95"])

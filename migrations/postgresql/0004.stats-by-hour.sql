@@ -1,0 +1,110 @@
+-- depends: 0003.messages-by-creation
+-- The same tables as migrations/sqlite/ of the same name, kept up to date by
+-- trigger functions instead of SQLite's trigger bodies. `shard` is the
+-- writing connection's process id modulo 8: concurrent transactions that
+-- change messages of the same hour and status mostly lock different rows,
+-- instead of all queuing on one until the first commits.
+
+CREATE TABLE message_counts (
+    hour TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code TEXT NOT NULL,
+    error_title TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    status_rank INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, status, error_code, error_title, shard)
+);
+
+CREATE TABLE delivery_times (
+    hour TEXT NOT NULL,
+    tenth INTEGER NOT NULL,
+    shard INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, tenth, shard)
+);
+
+-- The functions take columns rather than rows, so that nothing but the
+-- triggers depends on the tables' row types.
+CREATE FUNCTION count_message(
+    created_at TEXT, status TEXT, error_code TEXT, error_title TEXT,
+    status_rank INTEGER, delta INTEGER
+) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO message_counts VALUES (
+        substr(created_at, 1, 13), status, COALESCE(error_code, ''),
+        COALESCE(error_title, ''), pg_backend_pid() % 8, status_rank, delta
+    )
+    ON CONFLICT (hour, status, error_code, error_title, shard)
+    DO UPDATE SET n = message_counts.n + delta;
+$$;
+
+CREATE FUNCTION messages_counted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status IS NOT DISTINCT FROM NEW.status
+        AND OLD.error_code IS NOT DISTINCT FROM NEW.error_code
+        AND OLD.error_title IS NOT DISTINCT FROM NEW.error_title THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM count_message(OLD.created_at, OLD.status, OLD.error_code,
+            OLD.error_title, OLD.status_rank, -1);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        PERFORM count_message(NEW.created_at, NEW.status, NEW.error_code,
+            NEW.error_title, NEW.status_rank, 1);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER messages_counted
+AFTER INSERT OR DELETE OR UPDATE OF status, error_code, error_title ON messages
+FOR EACH ROW EXECUTE FUNCTION messages_counted();
+
+-- Time to a final status, the same expression as PostgresDatabase.TENTHS_BETWEEN.
+CREATE FUNCTION time_receipt(
+    receipt_message_id TEXT, occurred_at TEXT, delta INTEGER
+) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO delivery_times
+    SELECT substr(m.created_at, 1, 13),
+        FLOOR(EXTRACT(EPOCH FROM (CAST(occurred_at AS timestamptz)
+            - CAST(m.created_at AS timestamptz))) * 10),
+        pg_backend_pid() % 8, delta
+    FROM messages AS m
+    WHERE m.message_id = receipt_message_id AND occurred_at >= m.created_at
+    ON CONFLICT (hour, tenth, shard) DO UPDATE SET n = delivery_times.n + delta;
+$$;
+
+CREATE FUNCTION receipts_timed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM time_receipt(OLD.message_id, OLD.occurred_at, -1);
+    ELSE
+        PERFORM time_receipt(NEW.message_id, NEW.occurred_at, 1);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER receipts_timed AFTER INSERT OR DELETE ON receipts
+FOR EACH ROW EXECUTE FUNCTION receipts_timed();
+
+-- What was stored before this migration.
+INSERT INTO message_counts
+SELECT substr(created_at, 1, 13), status, COALESCE(error_code, ''),
+    COALESCE(error_title, ''), 0, MAX(status_rank), COUNT(*)
+FROM messages
+GROUP BY 1, 2, 3, 4;
+
+INSERT INTO delivery_times
+SELECT substr(m.created_at, 1, 13),
+    FLOOR(EXTRACT(EPOCH FROM (CAST(r.occurred_at AS timestamptz)
+        - CAST(m.created_at AS timestamptz))) * 10),
+    0, COUNT(*)
+FROM messages AS m JOIN receipts AS r ON r.message_id = m.message_id
+WHERE r.occurred_at >= m.created_at
+GROUP BY 1, 2;

@@ -1,0 +1,104 @@
+-- depends: 0003.messages-by-creation
+-- GET /stats reads whole hours from two small tables that triggers keep up to
+-- date in the same transaction as every change to a message or receipt, so a
+-- week of a million messages is a few thousand rows to add up. Only the
+-- partial hours at the ends of a window are counted from the messages.
+--
+-- The hour is the first 13 characters of created_at ('2026-11-30T12'), which
+-- never changes once a message is stored. A missing error code or title is
+-- kept as '' because a key column must not be NULL. `shard` spreads
+-- concurrent writers over several rows on PostgreSQL; SQLite has one writer
+-- at a time and always uses 0. Counts in a row may be 0 or negative; only
+-- their sums mean anything.
+
+CREATE TABLE message_counts (
+    hour TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code TEXT NOT NULL,
+    error_title TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    status_rank INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, status, error_code, error_title, shard)
+) WITHOUT ROWID;
+
+CREATE TABLE delivery_times (
+    hour TEXT NOT NULL,
+    tenth INTEGER NOT NULL,
+    shard INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, tenth, shard)
+) WITHOUT ROWID;
+
+CREATE TRIGGER messages_counted_in AFTER INSERT ON messages
+BEGIN
+    INSERT INTO message_counts VALUES (
+        substr(NEW.created_at, 1, 13), NEW.status, COALESCE(NEW.error_code, ''),
+        COALESCE(NEW.error_title, ''), 0, NEW.status_rank, 1
+    ) ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER messages_counted_out AFTER DELETE ON messages
+BEGIN
+    INSERT INTO message_counts VALUES (
+        substr(OLD.created_at, 1, 13), OLD.status, COALESCE(OLD.error_code, ''),
+        COALESCE(OLD.error_title, ''), 0, OLD.status_rank, -1
+    ) ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+CREATE TRIGGER messages_counted_again
+AFTER UPDATE OF status, error_code, error_title ON messages
+WHEN OLD.status IS NOT NEW.status OR OLD.error_code IS NOT NEW.error_code
+    OR OLD.error_title IS NOT NEW.error_title
+BEGIN
+    INSERT INTO message_counts VALUES (
+        substr(OLD.created_at, 1, 13), OLD.status, COALESCE(OLD.error_code, ''),
+        COALESCE(OLD.error_title, ''), 0, OLD.status_rank, -1
+    ) ON CONFLICT DO UPDATE SET n = n - 1;
+    INSERT INTO message_counts VALUES (
+        substr(NEW.created_at, 1, 13), NEW.status, COALESCE(NEW.error_code, ''),
+        COALESCE(NEW.error_title, ''), 0, NEW.status_rank, 1
+    ) ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+-- Time to a final status: from the message's creation to its receipt, in
+-- whole tenths of a second, the same expression as SQLiteDatabase.TENTHS_BETWEEN.
+CREATE TRIGGER receipts_timed_in AFTER INSERT ON receipts
+BEGIN
+    INSERT INTO delivery_times
+    SELECT substr(m.created_at, 1, 13),
+        CAST((julianday(NEW.occurred_at) - julianday(m.created_at)) * 864000
+            + 0.005 AS INTEGER),
+        0, 1
+    FROM messages AS m
+    WHERE m.message_id = NEW.message_id AND NEW.occurred_at >= m.created_at
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER receipts_timed_out AFTER DELETE ON receipts
+BEGIN
+    INSERT INTO delivery_times
+    SELECT substr(m.created_at, 1, 13),
+        CAST((julianday(OLD.occurred_at) - julianday(m.created_at)) * 864000
+            + 0.005 AS INTEGER),
+        0, -1
+    FROM messages AS m
+    WHERE m.message_id = OLD.message_id AND OLD.occurred_at >= m.created_at
+    ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+-- What was stored before this migration.
+INSERT INTO message_counts
+SELECT substr(created_at, 1, 13), status, COALESCE(error_code, ''),
+    COALESCE(error_title, ''), 0, MAX(status_rank), COUNT(*)
+FROM messages
+GROUP BY 1, 2, 3, 4;
+
+INSERT INTO delivery_times
+SELECT substr(m.created_at, 1, 13),
+    CAST((julianday(r.occurred_at) - julianday(m.created_at)) * 864000
+        + 0.005 AS INTEGER),
+    0, COUNT(*)
+FROM messages AS m JOIN receipts AS r ON r.message_id = m.message_id
+WHERE r.occurred_at >= m.created_at
+GROUP BY 1, 2;
