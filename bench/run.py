@@ -153,21 +153,23 @@ def gunicorn(target, env, log_path, workers=None):
 
 
 def ingest(work, key, scale):
-    events = work / "events.tsv"
-    write_signed_events(events, key, scale.events)
     env = app_env(work, key, work / "ingest.db")
-
     hello = gunicorn("bench.hello:app", env, work / "hello.log")
+    server = gunicorn("app:create_app()", env, work / "ingest.log")
+    # The two take turns, so that a change in the machine's load between
+    # them moves both figures rather than their ratio.
+    ceilings, runs = [], []
     try:
-        ceiling = wrk(hello.url, events, scale.seconds)
+        for turn in range(INGEST_TURNS):
+            events = work / f"events-{turn}.tsv"
+            write_signed_events(events, key, scale.events // INGEST_TURNS)
+            seconds = max(1, scale.seconds // INGEST_TURNS)
+            ceilings.append(wrk(hello.url, events, seconds))
+            runs.append(wrk(server.url, events, seconds))
     finally:
         hello.stop()
-
-    server = gunicorn("app:create_app()", env, work / "ingest.log")
-    try:
-        measured = wrk(server.url, events, scale.seconds)
-    finally:
         server.stop()
+    ceiling, measured = combined(ceilings), combined(runs)
 
     with sqlite3.connect(work / "ingest.db") as conn:
         counts = [
@@ -250,6 +252,50 @@ def ingest_postgres(work, key, scale):
             errors == 0 and one_each,
         ),
     ]
+
+
+INGEST_TURNS = 2
+
+# What part of the ingest ceiling each step of a webhook's storage takes: the
+# service with less and less of it left out (bench/variants.py).
+BREAKDOWN = [
+    ("no-storage", "  without storage: verify, parse, log, answer"),
+    ("empty-commit", "  with an empty write transaction instead"),
+    ("event-only", "  with only the event's row written"),
+]
+
+
+def ingest_breakdown(work, key, scale):
+    seconds = max(1, scale.seconds // 2)
+    env = app_env(work, key, work / "breakdown.db")
+    rows = []
+    for variant, label in BREAKDOWN:
+        hello = gunicorn("bench.hello:app", env, work / "hello.log")
+        target = f"bench.variants:app_without({variant!r})"
+        server = gunicorn(target, env, work / f"{variant}.log")
+        try:
+            events = work / f"{variant}.tsv"
+            write_signed_events(events, key, scale.events // 2)
+            ceiling = wrk(hello.url, events, seconds)
+            measured = wrk(server.url, events, seconds)
+        finally:
+            hello.stop()
+            server.stop()
+        ratio = measured["rate"] / ceiling["rate"]
+        rate, ceiling_rate = measured["rate"], ceiling["rate"]
+        rows.append(
+            Row(label, f"{rate:,.0f}/s = {ratio:.2f}", "", f"{ceiling_rate:,.0f}/s")
+        )
+    return rows
+
+
+def combined(runs):
+    """One wrk result for several runs of equal length."""
+    return {
+        "rate": statistics.mean(run["rate"] for run in runs),
+        **{key: sum(run[key] for run in runs) for key in ("requests", "non_2xx")},
+        "errors": sum(run["errors"] for run in runs),
+    }
 
 
 def write_signed_events(path, key, count):
@@ -662,6 +708,7 @@ def report(rows, seconds):
 
 PARTS = {
     "ingest": ingest,
+    "breakdown": ingest_breakdown,
     "postgresql": ingest_postgres,
     "first": first_request,
     "large": large_table,
