@@ -434,13 +434,16 @@ def _stats_document(since, until):
     found = db.delivery_stats(
         _services().database, iso_utc(since), iso_utc(until), FAILURE_STATUSES
     )
+    by_status = {}
+    for status, _, n in found["by_status"]:
+        by_status[status] = by_status.get(status, 0) + n
     final = sum(n for _, rank, n in found["by_status"] if rank >= FINAL_RANK)
-    delivered = sum(n for status, _, n in found["by_status"] if status == "delivered")
+    delivered = by_status.get("delivered", 0)
     return {
         "since": iso_utc(since),
         "until": iso_utc(until),
-        "messages": sum(n for *_, n in found["by_status"]),
-        "by_status": {status: n for status, _, n in found["by_status"]},
+        "messages": sum(by_status.values()),
+        "by_status": by_status,
         "final": final,
         "delivered": delivered,
         "delivery_rate": round(delivered / final, 4) if final else None,

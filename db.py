@@ -219,8 +219,8 @@ def delivery_stats(db, since, until, failure_statuses):
         for day, status, rank, code, title, n in groups:
             if not n:
                 continue  # a key of the counts whose messages all moved on
-            seen = by_status.setdefault(status, [rank, 0])
-            seen[0], seen[1] = max(seen[0], rank), seen[1] + n
+            # A status name can be final or not: Telnyx's final event decides.
+            by_status[status, rank] = by_status.get((status, rank), 0) + n
             counts = daily.setdefault(day, [0, 0, 0])
             counts[0] += n
             if status == "delivered":
@@ -236,9 +236,7 @@ def delivery_stats(db, since, until, failure_statuses):
     durations = sorted((tenth / 10, n) for tenth, n in histogram.items() if n)
     measured = sum(n for _, n in durations)
     return {
-        "by_status": [
-            (status, rank, n) for status, (rank, n) in sorted(by_status.items()) if n
-        ],
+        "by_status": [(*key, n) for key, n in sorted(by_status.items()) if n],
         "failures": sorted(
             ((code, title, n) for code, (title, n) in failures.items() if n),
             key=lambda failure: (-failure[2], failure[0] is not None, failure[0]),
@@ -262,10 +260,9 @@ def _whole_hours(since, until):
 def _counted(conn, first_hour, end_hour):
     """The figures of whole hours, from the tables the triggers keep."""
     groups = conn.execute(
-        "SELECT substr(hour, 1, 10) AS day, status, MAX(status_rank) AS status_rank,"
-        " error_code, error_title, SUM(n) AS n FROM message_counts"
-        " WHERE hour >= ? AND hour < ?"
-        " GROUP BY substr(hour, 1, 10), status, error_code, error_title",
+        "SELECT substr(hour, 1, 10) AS day, status, status_rank, error_code,"
+        " error_title, SUM(n) AS n FROM message_counts WHERE hour >= ? AND hour < ?"
+        " GROUP BY substr(hour, 1, 10), status, status_rank, error_code, error_title",
         (first_hour, end_hour),
     ).fetchall()
     durations = conn.execute(
@@ -291,15 +288,15 @@ def _scanned(db, conn, since, until):
     """The same figures for any window, counted from the messages themselves.
 
     Only the creation index narrows the rows: a condition on the status would
-    let SQLite pick the status index and read every failure ever stored.
+    let SQLite pick the status index and read every failure ever stored. Titles
+    are grouped, not compared in SQL, whose order depends on the collation.
     """
     tenths = db.TENTHS_BETWEEN.format(start="m.created_at", end="r.occurred_at")
     groups = conn.execute(
-        "SELECT substr(created_at, 1, 10) AS day, status,"
-        " MAX(status_rank) AS status_rank, error_code,"
-        " MAX(error_title) AS error_title, COUNT(*) AS n FROM messages"
-        " WHERE created_at >= ? AND created_at < ?"
-        " GROUP BY substr(created_at, 1, 10), status, error_code",
+        "SELECT substr(created_at, 1, 10) AS day, status, status_rank, error_code,"
+        " error_title, COUNT(*) AS n FROM messages"
+        " WHERE created_at >= ? AND created_at < ? GROUP BY"
+        " substr(created_at, 1, 10), status, status_rank, error_code, error_title",
         (since, until),
     ).fetchall()
     durations = conn.execute(

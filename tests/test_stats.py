@@ -1,11 +1,15 @@
 """GET /stats: known answers on a seeded database."""
 
 import random
+import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support import load_event, new_id
 
 import db
+from backends import PostgresDatabase
 from messaging import FAILURE_STATUSES, ErrorInfo, MessageUpdate, iso_utc, rank_of
 
 WINDOW = "since=2026-11-01T00:00:00Z&until=2026-11-08T00:00:00Z"
@@ -209,17 +213,31 @@ def scatter_messages(rng, database, store, count):
             db.apply_event(database, f"r{n}-{event}", "message.finalized", update)
 
 
+def summed_by_status(found):
+    summed = {}
+    for status, _, n in found["by_status"]:
+        summed[status] = summed.get(status, 0) + n
+    return summed
+
+
+def final_count(found):
+    return sum(n for _, rank, n in found["by_status"] if rank >= 10)
+
+
 def counted_by_hand(store, since, until):
     """The figures of a window, from every message and receipt, in Python."""
     receipts = dict(store.query("SELECT message_id, occurred_at FROM receipts"))
     by_status, daily, failures, tenths = {}, {}, {}, []
     rows = store.query(
-        "SELECT message_id, status, error_code, error_title, created_at FROM messages"
+        "SELECT message_id, status, status_rank, error_code, error_title, created_at"
+        " FROM messages"
     )
-    for message_id, status, code, title, created in rows:
+    final = 0
+    for message_id, status, rank, code, title, created in rows:
         if not since <= created < until:
             continue
         by_status[status] = by_status.get(status, 0) + 1
+        final += rank >= 10
         day = daily.setdefault(created[:10], [0, 0, 0])
         day[0] += 1
         day[1] += status == "delivered"
@@ -235,6 +253,7 @@ def counted_by_hand(store, since, until):
     tenths.sort()
     return {
         "by_status": by_status,
+        "final": final,
         "daily": {day: tuple(counts) for day, counts in daily.items()},
         "failures": {code: tuple(seen) for code, seen in failures.items()},
         "measured": len(tenths),
@@ -258,7 +277,8 @@ def test_any_window_agrees_with_counting_every_message(app, store, seed):
         found = db.delivery_stats(database, since, until, FAILURE_STATUSES)
         expected = counted_by_hand(store, since, until)
 
-        assert {s: n for s, _, n in found["by_status"]} == expected["by_status"]
+        assert summed_by_status(found) == expected["by_status"]
+        assert final_count(found) == expected["final"]
         assert {d: tuple(c) for d, *c in found["daily"]} == expected["daily"]
         assert {c: (t, n) for c, t, n in found["failures"]} == expected["failures"]
         assert [n for *_, n in found["failures"]] == sorted(
@@ -266,3 +286,141 @@ def test_any_window_agrees_with_counting_every_message(app, store, seed):
         )
         assert found["measured"] == expected["measured"]
         assert (found["p50"], found["p95"]) == (expected["p50"], expected["p95"])
+
+
+# Whole hours from the counts, and a window whose ends are counted row by row.
+WINDOWS = [
+    ("2026-01-01T00:00:00Z", "2036-01-01T00:00:00Z"),
+    ("2026-01-01T00:00:00.001Z", "2036-01-01T00:00:00.001Z"),
+]
+
+
+def stats_in_every_window(client):
+    return [
+        client.get(f"/stats?since={since}&until={until}").get_json()
+        for since, until in WINDOWS
+    ]
+
+
+def test_a_receipt_years_after_the_send_is_stored_and_timed(client, webhooks):
+    message_id = new_id()
+    sent_at = datetime.now(UTC)
+    months = 7 * 12  # a receipt seven years late: over 2**31 tenths of a second
+    late = iso_utc(sent_at.replace(year=sent_at.year + months // 12))
+    final = load_event(
+        "message-finalized-delivered", event_id=new_id(), message_id=message_id
+    )
+    final["data"]["occurred_at"] = late
+
+    assert webhooks.post(final).status_code == 200
+    for stats in stats_in_every_window(client):
+        assert stats["time_to_final"]["measured"] == 1
+        assert stats["time_to_final"]["p50_seconds"] > 7 * 365 * 86_400 - 86_400
+
+
+def test_a_status_that_turns_final_under_the_same_name_counts_as_final(
+    client, webhooks
+):
+    message_id = new_id()
+    webhooks.post(load_event("message-sent", event_id=new_id(), message_id=message_id))
+    final = load_event(
+        "message-finalized-delivered",
+        event_id=new_id(),
+        message_id=message_id,
+        status="sent",
+    )
+    webhooks.post(final)
+
+    for stats in stats_in_every_window(client):
+        assert stats["by_status"] == {"sent": 1}
+        assert stats["final"] == 1
+
+
+def test_a_receipt_stored_before_its_message_is_timed_once_both_are(app, store):
+    # As a copy of a live database can leave them: the receipt, then later
+    # its message.
+    database = app.extensions["receipts"].database
+    store.execute(
+        "INSERT INTO receipts (message_id, event_id, status, occurred_at, recorded_at)"
+        " VALUES ('early', 'e-early', 'delivered', '2026-11-02T10:00:04.000Z',"
+        " '2026-11-02T10:00:04.000Z')"
+    )
+    store.execute(
+        "INSERT INTO messages (message_id, status, status_rank, created_at,"
+        " updated_at) VALUES ('early', 'delivered', 10, '2026-11-02T10:00:00.000Z',"
+        " '2026-11-02T10:00:00.000Z')"
+    )
+    for since, until in [
+        ("2026-11-01T00:00:00.000Z", "2026-11-08T00:00:00.000Z"),
+        ("2026-11-02T09:59:00.000Z", "2026-11-02T10:01:00.000Z"),
+    ]:
+        found = db.delivery_stats(database, since, until, FAILURE_STATUSES)
+        assert (found["measured"], found["p50"]) == (1, 4.0)
+
+    db.warm_up(database)
+    store.execute("DELETE FROM messages WHERE message_id = 'early'")
+    found = db.delivery_stats(
+        database, "2026-11-01T00:00:00.000Z", "2026-11-08T00:00:00.000Z", ()
+    )
+    assert found["measured"] == 0
+
+
+def test_writers_that_swap_error_codes_never_deadlock(store):
+    if store.kind != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    # Two connections whose writes land on the same rows of the counts.
+    first = PostgresDatabase(store.url, 1)
+    first.migrate()
+    opened = [first]
+    while True:
+        second = PostgresDatabase(store.url, 1)
+        opened.append(second)
+        if shard_of(second) == shard_of(first):
+            break
+    errors = [
+        ErrorInfo("40008", "Undeliverable", None),
+        ErrorInfo("40002", "Blocked", None),
+    ]
+
+    def sent(message_id, error):
+        return MessageUpdate(
+            message_id, "sent", rank_of("sent"), iso_utc(START), error=error
+        )
+
+    def swap(database, message_id, offset, failures):
+        for n in range(150):
+            update = sent(message_id, errors[(n + offset) % 2])
+            try:
+                db.apply_event(database, new_id(), "message.sent", update)
+            except db.StorageError as error:
+                failures.append(str(error))
+
+    failures = []
+    try:
+        db.apply_event(first, new_id(), "message.sent", sent("a", errors[0]))
+        db.apply_event(first, new_id(), "message.sent", sent("b", errors[1]))
+        writers = [
+            threading.Thread(target=swap, args=(first, "a", 1, failures)),
+            threading.Thread(target=swap, args=(second, "b", 0, failures)),
+        ]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        now, day = datetime.now(UTC), timedelta(days=1)
+        since, until = iso_utc(now - day), iso_utc(now + day)
+        found = db.delivery_stats(first, since, until, ("sent",))
+    finally:
+        for database in opened:
+            database.close()
+
+    assert failures == []
+    assert {code: n for code, _, n in found["failures"]} == dict(
+        Counter(code for (code,) in store.query("SELECT error_code FROM messages"))
+    )
+
+
+def shard_of(database):
+    with database.reading() as conn:
+        row = conn.execute("SELECT mod(pg_backend_pid(), 8) AS shard").fetchone()
+    return row["shard"]

@@ -8,62 +8,42 @@
 CREATE TABLE message_counts (
     hour TEXT NOT NULL,
     status TEXT NOT NULL,
+    status_rank INTEGER NOT NULL,
     error_code TEXT NOT NULL,
     error_title TEXT NOT NULL,
     shard INTEGER NOT NULL,
-    status_rank INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (hour, status, error_code, error_title, shard)
+    n BIGINT NOT NULL,
+    PRIMARY KEY (hour, status, status_rank, error_code, error_title, shard)
 );
 
+-- Tenths of a second are BIGINT: a receipt years after its send would
+-- overflow an INTEGER.
 CREATE TABLE delivery_times (
     hour TEXT NOT NULL,
-    tenth INTEGER NOT NULL,
+    tenth BIGINT NOT NULL,
     shard INTEGER NOT NULL,
-    n INTEGER NOT NULL,
+    n BIGINT NOT NULL,
     PRIMARY KEY (hour, tenth, shard)
 );
 
 -- The functions take columns rather than rows, so that nothing but the
 -- triggers depends on the tables' row types.
 CREATE FUNCTION count_message(
-    created_at TEXT, status TEXT, error_code TEXT, error_title TEXT,
-    status_rank INTEGER, delta INTEGER
+    created_at TEXT, status TEXT, status_rank INTEGER, error_code TEXT,
+    error_title TEXT, delta INTEGER
 ) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO message_counts VALUES (
-        substr(created_at, 1, 13), status, COALESCE(error_code, ''),
-        COALESCE(error_title, ''), pg_backend_pid() % 8, status_rank, delta
+        substr(created_at, 1, 13), status, status_rank, COALESCE(error_code, ''),
+        COALESCE(error_title, ''), pg_backend_pid() % 8, delta
     )
-    ON CONFLICT (hour, status, error_code, error_title, shard)
+    ON CONFLICT (hour, status, status_rank, error_code, error_title, shard)
     DO UPDATE SET n = message_counts.n + delta;
 $$;
 
-CREATE FUNCTION messages_counted() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.status IS NOT DISTINCT FROM NEW.status
-        AND OLD.error_code IS NOT DISTINCT FROM NEW.error_code
-        AND OLD.error_title IS NOT DISTINCT FROM NEW.error_title THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM count_message(OLD.created_at, OLD.status, OLD.error_code,
-            OLD.error_title, OLD.status_rank, -1);
-    END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        PERFORM count_message(NEW.created_at, NEW.status, NEW.error_code,
-            NEW.error_title, NEW.status_rank, 1);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER messages_counted
-AFTER INSERT OR DELETE OR UPDATE OF status, error_code, error_title ON messages
-FOR EACH ROW EXECUTE FUNCTION messages_counted();
-
--- Time to a final status, the same expression as PostgresDatabase.TENTHS_BETWEEN.
+-- Whole tenths of a second from a message's creation to its receipt, the same
+-- expression as PostgresDatabase.TENTHS_BETWEEN, counted while both are
+-- stored, whichever of the two is written first.
 CREATE FUNCTION time_receipt(
     receipt_message_id TEXT, occurred_at TEXT, delta INTEGER
 ) RETURNS void
@@ -77,6 +57,61 @@ LANGUAGE sql AS $$
     WHERE m.message_id = receipt_message_id AND occurred_at >= m.created_at
     ON CONFLICT (hour, tenth, shard) DO UPDATE SET n = delivery_times.n + delta;
 $$;
+
+CREATE FUNCTION time_message(
+    timed_message_id TEXT, created_at TEXT, delta INTEGER
+) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO delivery_times
+    SELECT substr(created_at, 1, 13),
+        FLOOR(EXTRACT(EPOCH FROM (CAST(r.occurred_at AS timestamptz)
+            - CAST(created_at AS timestamptz))) * 10),
+        pg_backend_pid() % 8, delta
+    FROM receipts AS r
+    WHERE r.message_id = timed_message_id AND r.occurred_at >= created_at
+    ON CONFLICT (hour, tenth, shard) DO UPDATE SET n = delivery_times.n + delta;
+$$;
+
+CREATE FUNCTION messages_counted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM count_message(NEW.created_at, NEW.status, NEW.status_rank,
+            NEW.error_code, NEW.error_title, 1);
+        PERFORM time_message(NEW.message_id, NEW.created_at, 1);
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM count_message(OLD.created_at, OLD.status, OLD.status_rank,
+            OLD.error_code, OLD.error_title, -1);
+        PERFORM time_message(OLD.message_id, OLD.created_at, -1);
+    ELSIF (OLD.status, OLD.status_rank, OLD.error_code, OLD.error_title)
+        IS DISTINCT FROM (NEW.status, NEW.status_rank, NEW.error_code, NEW.error_title)
+    THEN
+        -- Every transaction takes the two rows in the same order, so two that
+        -- swap keys wait for each other instead of deadlocking.
+        IF (OLD.status, OLD.status_rank, COALESCE(OLD.error_code, ''),
+            COALESCE(OLD.error_title, ''))
+            < (NEW.status, NEW.status_rank, COALESCE(NEW.error_code, ''),
+            COALESCE(NEW.error_title, ''))
+        THEN
+            PERFORM count_message(OLD.created_at, OLD.status, OLD.status_rank,
+                OLD.error_code, OLD.error_title, -1);
+            PERFORM count_message(NEW.created_at, NEW.status, NEW.status_rank,
+                NEW.error_code, NEW.error_title, 1);
+        ELSE
+            PERFORM count_message(NEW.created_at, NEW.status, NEW.status_rank,
+                NEW.error_code, NEW.error_title, 1);
+            PERFORM count_message(OLD.created_at, OLD.status, OLD.status_rank,
+                OLD.error_code, OLD.error_title, -1);
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER messages_counted
+AFTER INSERT OR DELETE OR UPDATE OF status, status_rank, error_code, error_title
+ON messages
+FOR EACH ROW EXECUTE FUNCTION messages_counted();
 
 CREATE FUNCTION receipts_timed() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -95,10 +130,10 @@ FOR EACH ROW EXECUTE FUNCTION receipts_timed();
 
 -- What was stored before this migration.
 INSERT INTO message_counts
-SELECT substr(created_at, 1, 13), status, COALESCE(error_code, ''),
-    COALESCE(error_title, ''), 0, MAX(status_rank), COUNT(*)
+SELECT substr(created_at, 1, 13), status, status_rank, COALESCE(error_code, ''),
+    COALESCE(error_title, ''), 0, COUNT(*)
 FROM messages
-GROUP BY 1, 2, 3, 4;
+GROUP BY 1, 2, 3, 4, 5;
 
 INSERT INTO delivery_times
 SELECT substr(m.created_at, 1, 13),

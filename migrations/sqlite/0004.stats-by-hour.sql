@@ -14,14 +14,16 @@
 CREATE TABLE message_counts (
     hour TEXT NOT NULL,
     status TEXT NOT NULL,
+    status_rank INTEGER NOT NULL,
     error_code TEXT NOT NULL,
     error_title TEXT NOT NULL,
     shard INTEGER NOT NULL,
-    status_rank INTEGER NOT NULL,
     n INTEGER NOT NULL,
-    PRIMARY KEY (hour, status, error_code, error_title, shard)
+    PRIMARY KEY (hour, status, status_rank, error_code, error_title, shard)
 ) WITHOUT ROWID;
 
+-- A message's time to its final status is counted while both it and its
+-- receipt are stored, whichever of the two is written first.
 CREATE TABLE delivery_times (
     hour TEXT NOT NULL,
     tenth INTEGER NOT NULL,
@@ -33,36 +35,53 @@ CREATE TABLE delivery_times (
 CREATE TRIGGER messages_counted_in AFTER INSERT ON messages
 BEGIN
     INSERT INTO message_counts VALUES (
-        substr(NEW.created_at, 1, 13), NEW.status, COALESCE(NEW.error_code, ''),
-        COALESCE(NEW.error_title, ''), 0, NEW.status_rank, 1
+        substr(NEW.created_at, 1, 13), NEW.status, NEW.status_rank,
+        COALESCE(NEW.error_code, ''), COALESCE(NEW.error_title, ''), 0, 1
     ) ON CONFLICT DO UPDATE SET n = n + 1;
+    INSERT INTO delivery_times
+    SELECT substr(NEW.created_at, 1, 13),
+        CAST((julianday(r.occurred_at) - julianday(NEW.created_at)) * 864000
+            + 0.005 AS INTEGER),
+        0, 1
+    FROM receipts AS r
+    WHERE r.message_id = NEW.message_id AND r.occurred_at >= NEW.created_at
+    ON CONFLICT DO UPDATE SET n = n + 1;
 END;
 
 CREATE TRIGGER messages_counted_out AFTER DELETE ON messages
 BEGIN
     INSERT INTO message_counts VALUES (
-        substr(OLD.created_at, 1, 13), OLD.status, COALESCE(OLD.error_code, ''),
-        COALESCE(OLD.error_title, ''), 0, OLD.status_rank, -1
+        substr(OLD.created_at, 1, 13), OLD.status, OLD.status_rank,
+        COALESCE(OLD.error_code, ''), COALESCE(OLD.error_title, ''), 0, -1
     ) ON CONFLICT DO UPDATE SET n = n - 1;
+    INSERT INTO delivery_times
+    SELECT substr(OLD.created_at, 1, 13),
+        CAST((julianday(r.occurred_at) - julianday(OLD.created_at)) * 864000
+            + 0.005 AS INTEGER),
+        0, -1
+    FROM receipts AS r
+    WHERE r.message_id = OLD.message_id AND r.occurred_at >= OLD.created_at
+    ON CONFLICT DO UPDATE SET n = n - 1;
 END;
 
 CREATE TRIGGER messages_counted_again
-AFTER UPDATE OF status, error_code, error_title ON messages
-WHEN OLD.status IS NOT NEW.status OR OLD.error_code IS NOT NEW.error_code
+AFTER UPDATE OF status, status_rank, error_code, error_title ON messages
+WHEN OLD.status IS NOT NEW.status OR OLD.status_rank IS NOT NEW.status_rank
+    OR OLD.error_code IS NOT NEW.error_code
     OR OLD.error_title IS NOT NEW.error_title
 BEGIN
     INSERT INTO message_counts VALUES (
-        substr(OLD.created_at, 1, 13), OLD.status, COALESCE(OLD.error_code, ''),
-        COALESCE(OLD.error_title, ''), 0, OLD.status_rank, -1
+        substr(OLD.created_at, 1, 13), OLD.status, OLD.status_rank,
+        COALESCE(OLD.error_code, ''), COALESCE(OLD.error_title, ''), 0, -1
     ) ON CONFLICT DO UPDATE SET n = n - 1;
     INSERT INTO message_counts VALUES (
-        substr(NEW.created_at, 1, 13), NEW.status, COALESCE(NEW.error_code, ''),
-        COALESCE(NEW.error_title, ''), 0, NEW.status_rank, 1
+        substr(NEW.created_at, 1, 13), NEW.status, NEW.status_rank,
+        COALESCE(NEW.error_code, ''), COALESCE(NEW.error_title, ''), 0, 1
     ) ON CONFLICT DO UPDATE SET n = n + 1;
 END;
 
--- Time to a final status: from the message's creation to its receipt, in
--- whole tenths of a second, the same expression as SQLiteDatabase.TENTHS_BETWEEN.
+-- Whole tenths of a second from the message's creation to its receipt: the
+-- same expression as SQLiteDatabase.TENTHS_BETWEEN.
 CREATE TRIGGER receipts_timed_in AFTER INSERT ON receipts
 BEGIN
     INSERT INTO delivery_times
@@ -89,10 +108,10 @@ END;
 
 -- What was stored before this migration.
 INSERT INTO message_counts
-SELECT substr(created_at, 1, 13), status, COALESCE(error_code, ''),
-    COALESCE(error_title, ''), 0, MAX(status_rank), COUNT(*)
+SELECT substr(created_at, 1, 13), status, status_rank, COALESCE(error_code, ''),
+    COALESCE(error_title, ''), 0, COUNT(*)
 FROM messages
-GROUP BY 1, 2, 3, 4;
+GROUP BY 1, 2, 3, 4, 5;
 
 INSERT INTO delivery_times
 SELECT substr(m.created_at, 1, 13),
