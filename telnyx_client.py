@@ -1,8 +1,6 @@
 """The one place that talks to Telnyx's REST API."""
 
 import os
-import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from urllib.parse import quote
@@ -35,13 +33,18 @@ class TelnyxTimeout(Exception):
 class TelnyxClient:
     """A small client for the messaging endpoints this service uses."""
 
-    def __init__(self, api_key, base_url, timeout):
+    def __init__(self, api_key, base_url, timeout, concurrency=32):
         self._base_url = base_url.rstrip("/")
         self._timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         # requests' timeout bounds each wait for bytes, not the whole call; an
-        # answer that trickles in could outlast any worker. See _call.
+        # answer that trickles in, or a name server that never answers, could
+        # outlast any worker. The calls run on their own threads so that the
+        # whole call has a deadline. A call given up on keeps its thread until
+        # it ends, so there are threads to spare (made only when needed).
         self._deadline = timeout
-        self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="telnyx")
+        self._calls = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="telnyx"
+        )
         self._session = requests.Session()
         # The environment's proxy and CA settings are read once, here: left to
         # requests, they are looked up again on every call, which costs more
@@ -77,9 +80,15 @@ class TelnyxClient:
 
     def _request(self, method, path, **kwargs):
         url = self._base_url + path
+        call = self._calls.submit(
+            self._session.request, method, url, timeout=self._timeout, **kwargs
+        )
         try:
-            response = self._call(method, url, timeout=self._timeout, **kwargs)
-        except (_DeadlinePassed, FuturesTimeout) as error:
+            response = call.result(timeout=self._deadline)
+        except FuturesTimeout as error:
+            if call.cancel():
+                # Still waiting for a thread: it never started, nothing was sent.
+                raise TelnyxUnreachable("no thread was free to call Telnyx") from error
             raise TelnyxTimeout("Telnyx did not answer in time") from error
         except requests.ConnectTimeout as error:
             raise TelnyxUnreachable("connection timed out") from error
@@ -101,42 +110,6 @@ class TelnyxClient:
                 response.status_code, title="Telnyx answered without a message id"
             )
         return data
-
-    def _call(self, method, url, **kwargs):
-        """Make one HTTP call that ends by the deadline, whatever the server does.
-
-        Under gunicorn's sync workers requests are served on the main thread,
-        where an interval timer can interrupt the call: that costs nothing
-        when the call is quick. Elsewhere (other threads, or a timer already
-        in use) the call runs on a thread of the pool and is waited for; the
-        hand-off costs a fifth of a millisecond.
-        """
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        if not on_main_thread or signal.getitimer(signal.ITIMER_REAL)[0]:
-            call = self._calls.submit(self._session.request, method, url, **kwargs)
-            return call.result(timeout=self._deadline)
-
-        previous = signal.signal(signal.SIGALRM, _raise_deadline_passed)
-        try:
-            signal.setitimer(signal.ITIMER_REAL, self._deadline)
-            try:
-                return self._session.request(method, url, **kwargs)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        finally:
-            signal.signal(signal.SIGALRM, previous)
-
-
-class _DeadlinePassed(BaseException):
-    """Raised by SIGALRM into a call past its deadline.
-
-    Not an Exception, so that no `except Exception` in requests or urllib3
-    swallows it; their cleanup still runs and closes the connection.
-    """
-
-
-def _raise_deadline_passed(signum, frame):
-    raise _DeadlinePassed()
 
 
 def _error_from(response):
