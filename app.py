@@ -147,6 +147,7 @@ def _warm_up(app):
     """Take the hot paths once, so the first request is as fast as the rest."""
     services = app.extensions["receipts"]
     db.warm_up(services.database)
+    metrics.prepare()
     for path in ("/webhooks/message", "/messages"):
         with app.test_request_context(path):  # builds the URL matcher
             jsonify(status="warm")

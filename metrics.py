@@ -35,6 +35,30 @@ WEBHOOK_SECONDS = Histogram(
 )
 
 
+# Every label set the service counts. Under gunicorn, a label set's first use
+# in a process creates its value in the worker's file, which took a millisecond
+# off the first webhook's answer; prepare() creates them all at start.
+WEBHOOK_OUTCOMES = [("processed", ""), ("duplicate", ""), ("ignored", "")] + [
+    ("rejected", reason)
+    for reason in (
+        "bad_signature",
+        "stale_timestamp",
+        "missing_header",
+        "bad_timestamp",
+        "malformed",
+    )
+]
+SEND_OUTCOMES = ("accepted", "refused", "unknown", "failed")
+
+
+def prepare():
+    """Create every counter at zero, before the first request needs it."""
+    for outcome, reason in WEBHOOK_OUTCOMES:
+        WEBHOOKS.labels(outcome=outcome, reason=reason)
+    for outcome in SEND_OUTCOMES:
+        SENDS.labels(outcome=outcome)
+
+
 def count_webhook(outcome, reason=""):
     """Count one webhook outcome."""
     WEBHOOKS.labels(outcome=outcome, reason=reason).inc()
