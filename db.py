@@ -284,6 +284,10 @@ def _counted(conn, first_hour, end_hour):
     )
 
 
+# The counts keep a title to its first 200 characters (migration 0004).
+_TITLE = "substr(error_title, 1, 200)"
+
+
 def _scanned(db, conn, since, until):
     """The same figures for any window, counted from the messages themselves.
 
@@ -294,9 +298,9 @@ def _scanned(db, conn, since, until):
     tenths = db.TENTHS_BETWEEN.format(start="m.created_at", end="r.occurred_at")
     groups = conn.execute(
         "SELECT substr(created_at, 1, 10) AS day, status, status_rank, error_code,"
-        " error_title, COUNT(*) AS n FROM messages"
+        f" {_TITLE} AS error_title, COUNT(*) AS n FROM messages"
         " WHERE created_at >= ? AND created_at < ? GROUP BY"
-        " substr(created_at, 1, 10), status, status_rank, error_code, error_title",
+        f" substr(created_at, 1, 10), status, status_rank, error_code, {_TITLE}",
         (since, until),
     ).fetchall()
     durations = conn.execute(
@@ -453,6 +457,15 @@ def copy_database(source, target):
             f"INSERT INTO {table} ({columns}) VALUES ({marks})"
             f" ON CONFLICT ({key}) DO NOTHING"
         )
+        if table == "receipts":
+            # Only once the message is there, so that the trigger that times
+            # the receipt sees it; a later run copies the rest. Inserted apart,
+            # in concurrent transactions, neither trigger would see the other.
+            insert = (
+                f"INSERT INTO receipts ({columns}) SELECT {marks}"
+                " WHERE EXISTS (SELECT 1 FROM messages WHERE message_id = ?)"
+                " ON CONFLICT (message_id) DO NOTHING"
+            )
         order = "seq" if table != "receipts" else "recorded_at, message_id"
         read = added = 0
         try:
@@ -461,7 +474,10 @@ def copy_database(source, target):
                 while batch := rows.fetchmany(COPY_BATCH):
                     with target.transaction() as writer:
                         for row in batch:
-                            added += writer.execute(insert, tuple(row)).rowcount
+                            values = tuple(row)
+                            if table == "receipts":
+                                values += (row["message_id"],)
+                            added += writer.execute(insert, values).rowcount
                     read += len(batch)
         except DRIVER_ERRORS as error:
             raise StorageError(str(error)) from error

@@ -244,7 +244,8 @@ def counted_by_hand(store, since, until):
         day[2] += status in FAILURE_STATUSES
         if status in FAILURE_STATUSES:
             seen = failures.setdefault(code, [None, 0])
-            seen[0] = max(filter(None, (seen[0], title)), default=None)
+            shown = title and title[:200]  # as the counts keep it
+            seen[0] = max(filter(None, (seen[0], shown)), default=None)
             seen[1] += 1
         occurred = receipts.get(message_id)
         if occurred and occurred >= created:
@@ -424,3 +425,17 @@ def shard_of(database):
     with database.reading() as conn:
         row = conn.execute("SELECT mod(pg_backend_pid(), 8) AS shard").fetchone()
     return row["shard"]
+
+
+def test_a_long_error_title_is_stored_and_counted_by_its_start(client, webhooks):
+    # 2,000 characters of three bytes each: too long for an index entry whole.
+    title = "配信失敗" * 500
+    event = load_event(
+        "message-finalized-delivery-failed", event_id=new_id(), message_id=new_id()
+    )
+    event["data"]["payload"]["errors"][0].update(code="99999", title=title)
+
+    assert webhooks.post(event).status_code == 200
+    for stats in stats_in_every_window(client):
+        (failure,) = stats["failures"]
+        assert (failure["code"], failure["title"]) == ("99999", title[:200])

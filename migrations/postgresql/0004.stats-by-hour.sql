@@ -1,6 +1,8 @@
 -- depends: 0003.messages-by-creation
 -- The same tables as migrations/sqlite/ of the same name, kept up to date by
--- trigger functions instead of SQLite's trigger bodies. `shard` is the
+-- trigger functions instead of SQLite's trigger bodies. Titles are kept to
+-- their first 200 characters, as there: an index entry must fit in a third of
+-- a page, and a whole title of up to 2,000 characters may not. `shard` is the
 -- writing connection's process id modulo 8: concurrent transactions that
 -- change messages of the same hour and status mostly lock different rows,
 -- instead of all queuing on one until the first commits.
@@ -35,7 +37,7 @@ CREATE FUNCTION count_message(
 LANGUAGE sql AS $$
     INSERT INTO message_counts VALUES (
         substr(created_at, 1, 13), status, status_rank, COALESCE(error_code, ''),
-        COALESCE(error_title, ''), pg_backend_pid() % 8, delta
+        COALESCE(substr(error_title, 1, 200), ''), pg_backend_pid() % 8, delta
     )
     ON CONFLICT (hour, status, status_rank, error_code, error_title, shard)
     DO UPDATE SET n = message_counts.n + delta;
@@ -89,9 +91,9 @@ BEGIN
         -- Every transaction takes the two rows in the same order, so two that
         -- swap keys wait for each other instead of deadlocking.
         IF (OLD.status, OLD.status_rank, COALESCE(OLD.error_code, ''),
-            COALESCE(OLD.error_title, ''))
+            COALESCE(substr(OLD.error_title, 1, 200), ''))
             < (NEW.status, NEW.status_rank, COALESCE(NEW.error_code, ''),
-            COALESCE(NEW.error_title, ''))
+            COALESCE(substr(NEW.error_title, 1, 200), ''))
         THEN
             PERFORM count_message(OLD.created_at, OLD.status, OLD.status_rank,
                 OLD.error_code, OLD.error_title, -1);
@@ -131,7 +133,7 @@ FOR EACH ROW EXECUTE FUNCTION receipts_timed();
 -- What was stored before this migration.
 INSERT INTO message_counts
 SELECT substr(created_at, 1, 13), status, status_rank, COALESCE(error_code, ''),
-    COALESCE(error_title, ''), 0, COUNT(*)
+    COALESCE(substr(error_title, 1, 200), ''), 0, COUNT(*)
 FROM messages
 GROUP BY 1, 2, 3, 4, 5;
 

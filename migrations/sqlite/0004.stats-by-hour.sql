@@ -6,7 +6,8 @@
 --
 -- The hour is the first 13 characters of created_at ('2026-11-30T12'), which
 -- never changes once a message is stored. A missing error code or title is
--- kept as '' because a key column must not be NULL. `shard` spreads
+-- kept as '' because a key column must not be NULL, and a title is kept to its
+-- first 200 characters, which PostgreSQL's index on the key can always hold. `shard` spreads
 -- concurrent writers over several rows on PostgreSQL; SQLite has one writer
 -- at a time and always uses 0. Counts in a row may be 0 or negative; only
 -- their sums mean anything.
@@ -36,7 +37,7 @@ CREATE TRIGGER messages_counted_in AFTER INSERT ON messages
 BEGIN
     INSERT INTO message_counts VALUES (
         substr(NEW.created_at, 1, 13), NEW.status, NEW.status_rank,
-        COALESCE(NEW.error_code, ''), COALESCE(NEW.error_title, ''), 0, 1
+        COALESCE(NEW.error_code, ''), COALESCE(substr(NEW.error_title, 1, 200), ''), 0, 1
     ) ON CONFLICT DO UPDATE SET n = n + 1;
     INSERT INTO delivery_times
     SELECT substr(NEW.created_at, 1, 13),
@@ -52,7 +53,7 @@ CREATE TRIGGER messages_counted_out AFTER DELETE ON messages
 BEGIN
     INSERT INTO message_counts VALUES (
         substr(OLD.created_at, 1, 13), OLD.status, OLD.status_rank,
-        COALESCE(OLD.error_code, ''), COALESCE(OLD.error_title, ''), 0, -1
+        COALESCE(OLD.error_code, ''), COALESCE(substr(OLD.error_title, 1, 200), ''), 0, -1
     ) ON CONFLICT DO UPDATE SET n = n - 1;
     INSERT INTO delivery_times
     SELECT substr(OLD.created_at, 1, 13),
@@ -72,11 +73,11 @@ WHEN OLD.status IS NOT NEW.status OR OLD.status_rank IS NOT NEW.status_rank
 BEGIN
     INSERT INTO message_counts VALUES (
         substr(OLD.created_at, 1, 13), OLD.status, OLD.status_rank,
-        COALESCE(OLD.error_code, ''), COALESCE(OLD.error_title, ''), 0, -1
+        COALESCE(OLD.error_code, ''), COALESCE(substr(OLD.error_title, 1, 200), ''), 0, -1
     ) ON CONFLICT DO UPDATE SET n = n - 1;
     INSERT INTO message_counts VALUES (
         substr(NEW.created_at, 1, 13), NEW.status, NEW.status_rank,
-        COALESCE(NEW.error_code, ''), COALESCE(NEW.error_title, ''), 0, 1
+        COALESCE(NEW.error_code, ''), COALESCE(substr(NEW.error_title, 1, 200), ''), 0, 1
     ) ON CONFLICT DO UPDATE SET n = n + 1;
 END;
 
@@ -109,7 +110,7 @@ END;
 -- What was stored before this migration.
 INSERT INTO message_counts
 SELECT substr(created_at, 1, 13), status, status_rank, COALESCE(error_code, ''),
-    COALESCE(error_title, ''), 0, COUNT(*)
+    COALESCE(substr(error_title, 1, 200), ''), 0, COUNT(*)
 FROM messages
 GROUP BY 1, 2, 3, 4, 5;
 
