@@ -39,7 +39,13 @@ from messaging import (
 )
 from reconcile import reconcile_command
 from signature import SignatureError, WebhookVerifier
-from telnyx_client import TelnyxClient, TelnyxError, TelnyxTimeout, TelnyxUnreachable
+from telnyx_client import (
+    TelnyxBusy,
+    TelnyxClient,
+    TelnyxError,
+    TelnyxTimeout,
+    TelnyxUnreachable,
+)
 
 log = logging.getLogger("receipts")
 
@@ -56,11 +62,13 @@ api = Blueprint("api", __name__)
 class ApiError(Exception):
     """An answer other than success: rendered as JSON `{"error": ...}`."""
 
-    def __init__(self, status, message, headers=None, **extra):
+    def __init__(self, status, message, headers=None, surely_unsent=False, **extra):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        # For a send: nothing reached Telnyx, whatever the status says.
+        self.surely_unsent = surely_unsent
         self.extra = extra
 
 
@@ -199,6 +207,8 @@ def _send_answer(to, text):
     try:
         response = _send(to, text)
     except ApiError as error:
+        if error.surely_unsent:
+            return _render_api_error(error), False
         response = _render_api_error(error)
     # A 2xx or a 5xx may have sent it; a 4xx is Telnyx refusing it.
     return response, not 400 <= response.status_code < 500
@@ -303,6 +313,14 @@ def _send_failure(error):
             504,
             "Telnyx did not answer in time. The text may still be sent: check "
             "GET /messages before sending it again.",
+        )
+    if isinstance(error, TelnyxBusy):
+        log.warning("send failed: no free connection to Telnyx in time")
+        return ApiError(
+            503,
+            "The service had no free connection to Telnyx in time; the text was "
+            "not sent. Try again.",
+            surely_unsent=True,
         )
     if isinstance(error, TelnyxUnreachable):
         log.warning("send failed: Telnyx unreachable (%s)", error)

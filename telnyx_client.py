@@ -1,11 +1,15 @@
 """The one place that talks to Telnyx's REST API."""
 
+import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from urllib.parse import quote
 
 import requests
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import ReadTimeoutError
 
 CONNECT_TIMEOUT = 5.0
 
@@ -28,6 +32,10 @@ class TelnyxUnreachable(Exception):
 
 class TelnyxTimeout(Exception):
     """Telnyx did not answer in time; the request may or may not have taken effect."""
+
+
+class TelnyxBusy(TelnyxUnreachable):
+    """No thread was free to make the call before its deadline: nothing was sent."""
 
 
 class TelnyxClient:
@@ -80,16 +88,22 @@ class TelnyxClient:
 
     def _request(self, method, path, **kwargs):
         url = self._base_url + path
-        call = self._calls.submit(
-            self._session.request, method, url, timeout=self._timeout, **kwargs
-        )
+        deadline = time.monotonic() + self._deadline
+        call = self._calls.submit(self._fetch, method, url, deadline, **kwargs)
         try:
-            response = call.result(timeout=self._deadline)
+            status, headers, body = call.result(timeout=self._deadline)
         except FuturesTimeout as error:
             if call.cancel():
                 # Still waiting for a thread: it never started, nothing was sent.
-                raise TelnyxUnreachable("no thread was free to call Telnyx") from error
+                raise TelnyxBusy("no thread was free to call Telnyx") from error
             raise TelnyxTimeout("Telnyx did not answer in time") from error
+        except _AnswerCut as cut:
+            if cut.timed_out:
+                raise TelnyxTimeout("Telnyx did not answer in time") from cut
+            # The status line came, so Telnyx took the request: it decides.
+            raise TelnyxError(
+                cut.status, title="Telnyx's answer was cut off"
+            ) from cut.__cause__
         except requests.ConnectTimeout as error:
             raise TelnyxUnreachable("connection timed out") from error
         except requests.Timeout as error:
@@ -97,37 +111,64 @@ class TelnyxClient:
         except requests.RequestException as error:
             raise TelnyxUnreachable(type(error).__name__) from error
 
-        if not 200 <= response.status_code < 300:
-            raise _error_from(response)
+        if not 200 <= status < 300:
+            raise _error_from(status, headers, body)
         try:
-            data = response.json()["data"]
+            data = json.loads(body)["data"]
         except (ValueError, KeyError, TypeError) as error:
             raise TelnyxError(
-                response.status_code, title="Telnyx answered with an unreadable body"
+                status, title="Telnyx answered with an unreadable body"
             ) from error
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise TelnyxError(
-                response.status_code, title="Telnyx answered without a message id"
-            )
+            raise TelnyxError(status, title="Telnyx answered without a message id")
         return data
 
+    def _fetch(self, method, url, deadline, **kwargs):
+        """Make the call on a pool thread; return its status, headers and body.
 
-def _error_from(response):
+        The body is read a piece at a time, and the thread gives up once the
+        deadline has passed: an answer that trickles in does not keep it.
+        """
+        response = self._session.request(
+            method, url, timeout=self._timeout, stream=True, **kwargs
+        )
+        with response:
+            pieces = []
+            try:
+                while piece := response.raw.read1(65536, decode_content=True):
+                    pieces.append(piece)
+                    if time.monotonic() > deadline:
+                        raise ReadTimeoutError(None, url, "past the call's deadline")
+            except (TransportError, OSError) as error:
+                raise _AnswerCut(response.status_code, error) from error
+        return response.status_code, response.headers, b"".join(pieces)
+
+
+class _AnswerCut(Exception):
+    """The answer's status line came but its body did not, whole or in time."""
+
+    def __init__(self, status, error):
+        super().__init__(str(error))
+        self.status = status
+        self.timed_out = isinstance(error, (ReadTimeoutError, TimeoutError))
+
+
+def _error_from(status, headers, body):
     """Turn a non-200 answer into TelnyxError, reading Telnyx's `errors` list."""
     first = {}
     try:
-        errors = response.json().get("errors")
+        errors = json.loads(body).get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
     except (ValueError, AttributeError):
         pass
 
     return TelnyxError(
-        response.status_code,
+        status,
         code=_text(first.get("code")),
         title=_text(first.get("title")),
         detail=_text(first.get("detail")),
-        retry_after=response.headers.get("Retry-After"),
+        retry_after=headers.get("Retry-After"),
     )
 
 

@@ -1,5 +1,6 @@
 """Idempotency-Key on POST /sms/send: a retry never sends the text twice."""
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -148,3 +149,22 @@ def test_a_key_abandoned_long_ago_is_answered_at_once(app, store):
 
     assert "stopped before answering" in repeat.value.message
     assert time.monotonic() - started < 5
+
+
+def test_a_send_that_found_no_free_connection_frees_its_key(app, telnyx):
+    client = app.test_client()
+    release = threading.Event()
+    calls = app.extensions["receipts"].telnyx._calls
+    for _ in range(calls._max_workers):  # every thread busy past the deadline
+        calls.submit(release.wait)
+
+    refused = send(client, "order-9:reminder")
+    release.set()
+    retried = send(client, "order-9:reminder")
+
+    assert refused.status_code == 503
+    assert "not sent" in refused.get_json()["error"]
+    # Nothing went, so the key is free: the retry sends, once.
+    assert retried.status_code == 200
+    assert "Idempotent-Replayed" not in retried.headers
+    assert len(telnyx.send_requests) == 1
