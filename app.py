@@ -207,9 +207,9 @@ def _send_answer(to, text):
     try:
         response = _send(to, text)
     except ApiError as error:
-        if error.surely_unsent:
-            return _render_api_error(error), False
         response = _render_api_error(error)
+        if error.surely_unsent:
+            return response, False
     # A 2xx or a 5xx may have sent it; a 4xx is Telnyx refusing it.
     return response, not 400 <= response.status_code < 500
 

@@ -423,24 +423,36 @@ def _key_row(conn, key):
 
 # Copying a SQLite database into PostgreSQL. The columns are named, not the
 # sequence numbers: the target numbers rows itself, in the order they come.
+# Per table: its columns, its unique key, the order rows are read in, and
+# whether a row waits until its message is in the target. A receipt does: the
+# trigger that times it must see its message, and a receipt and a message
+# inserted apart, in concurrent transactions, would not see each other. A
+# later run copies what waited.
 COPIED_TABLES = {
     "messages": (
         "message_id, direction, from_number, to_number, text, status, status_rank,"
         " parts, encoding, cost_amount, cost_currency, error_code, error_title,"
         " error_detail, sent_at, completed_at, created_at, updated_at",
         "message_id",
+        "seq",
+        False,
     ),
     "events": (
         "event_id, message_id, event_type, status, occurred_at, received_at",
         "event_id",
+        "seq",
+        False,
     ),
     "receipts": (
         "message_id, event_id, status, error_code, error_title, error_detail,"
         " occurred_at, recorded_at",
         "message_id",
+        "recorded_at, message_id",
+        True,
     ),
 }
 COPY_BATCH = 1000
+_MESSAGE_STORED = "EXISTS (SELECT 1 FROM messages WHERE message_id = ?)"
 
 
 def copy_database(source, target):
@@ -451,22 +463,14 @@ def copy_database(source, target):
     Return, per table, how many rows were read and how many were new.
     """
     report = {}
-    for table, (columns, key) in COPIED_TABLES.items():
+    for table, (columns, key, order, after_message) in COPIED_TABLES.items():
         marks = ", ".join("?" for _ in columns.split(","))
+        # SQLite needs a WHERE to read ON CONFLICT after a SELECT.
+        condition = _MESSAGE_STORED if after_message else "1 = 1"
         insert = (
-            f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+            f"INSERT INTO {table} ({columns}) SELECT {marks} WHERE {condition}"
             f" ON CONFLICT ({key}) DO NOTHING"
         )
-        if table == "receipts":
-            # Only once the message is there, so that the trigger that times
-            # the receipt sees it; a later run copies the rest. Inserted apart,
-            # in concurrent transactions, neither trigger would see the other.
-            insert = (
-                f"INSERT INTO receipts ({columns}) SELECT {marks}"
-                " WHERE EXISTS (SELECT 1 FROM messages WHERE message_id = ?)"
-                " ON CONFLICT (message_id) DO NOTHING"
-            )
-        order = "seq" if table != "receipts" else "recorded_at, message_id"
         read = added = 0
         try:
             with source.reading() as reader:
@@ -475,7 +479,7 @@ def copy_database(source, target):
                     with target.transaction() as writer:
                         for row in batch:
                             values = tuple(row)
-                            if table == "receipts":
+                            if after_message:
                                 values += (row["message_id"],)
                             added += writer.execute(insert, values).rowcount
                     read += len(batch)

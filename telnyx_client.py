@@ -47,8 +47,9 @@ class TelnyxClient:
         # requests' timeout bounds each wait for bytes, not the whole call; an
         # answer that trickles in, or a name server that never answers, could
         # outlast any worker. The calls run on their own threads so that the
-        # whole call has a deadline. A call given up on keeps its thread until
-        # it ends, so there are threads to spare (made only when needed).
+        # whole call has a deadline. A call given up on can keep its thread a
+        # while longer (a name lookup that hangs, one last read), so there are
+        # threads to spare, made only when needed.
         self._deadline = timeout
         self._calls = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="telnyx"

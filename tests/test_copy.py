@@ -97,3 +97,29 @@ def test_copy_refuses_a_sqlite_target(history, config):
 
     assert result.returncode == 2
     assert "PostgreSQL" in result.stderr
+
+
+def test_a_receipt_waits_for_its_message_and_is_timed_when_both_are_there(
+    history, postgres_store, config
+):
+    # A receipt whose message is not there yet, as a copy of a live database
+    # can find it: it waits for a later run, which times it.
+    path, _ = history
+    old = Store(f"sqlite:///{path}")
+    old.execute(
+        "INSERT INTO receipts (message_id, event_id, status, occurred_at, recorded_at)"
+        " VALUES ('late', 'e-late', 'delivered', '2026-11-02T10:00:04.000Z',"
+        " '2026-11-02T10:00:04.000Z')"
+    )
+    first = copy(path, postgres_store.url, config)
+    old.execute(
+        "INSERT INTO messages (message_id, status, status_rank, created_at,"
+        " updated_at) VALUES ('late', 'delivered', 10, '2026-11-02T10:00:00.000Z',"
+        " '2026-11-02T10:00:00.000Z')"
+    )
+    again = copy(path, postgres_store.url, config)
+
+    assert "receipts: 4 read, 3 copied" in first.stdout
+    assert "receipts: 4 read, 1 copied, 3 already there" in again.stdout
+    timed = "SELECT tenth, SUM(n) FROM delivery_times WHERE hour = '2026-11-02T10'"
+    assert postgres_store.query(f"{timed} GROUP BY tenth") == [(40, 1)]
